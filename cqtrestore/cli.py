@@ -6,7 +6,9 @@ import typer
 
 from cqtrestore import __version__
 
-app = typer.Typer(help="Restore damaged music recordings with a CQT-Diff diffusion prior.", no_args_is_help=True)
+app = typer.Typer(
+    help="Restore damaged music recordings with a CQT-Diff diffusion prior.", no_args_is_help=True
+)
 
 
 @app.command()

@@ -117,7 +117,9 @@ class CQT(nn.Module):
         """The frame's window placement for signals of ``length`` samples."""
         return frame_layout(self.sample_rate, length, self.bins_per_octave, self.octaves)
 
-    def _tables_for(self, length: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    def _tables_for(
+        self, length: int, dtype: torch.dtype, device: torch.device
+    ) -> tuple[Tensor, Tensor, Tensor]:
         key = (length, dtype, device)
         if key not in self._tables:
             index, analysis, synthesis = gather_tables(

@@ -17,7 +17,10 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 def official_fixtures_dir() -> Path | None:
     """The reference implementation's fixtures: $CQTRESTORE_FIXTURES, ./shared/... or ../shared/..."""
     candidates = [os.environ.get("CQTRESTORE_FIXTURES", "")]
-    candidates += [str(REPO_ROOT / "shared/fixtures/official"), str(REPO_ROOT.parent / "shared/fixtures/official")]
+    candidates += [
+        str(REPO_ROOT / "shared/fixtures/official"),
+        str(REPO_ROOT.parent / "shared/fixtures/official"),
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "README.md").is_file():
             return Path(candidate)
