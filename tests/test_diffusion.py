@@ -1,0 +1,165 @@
+"""EDM preconditioning, loss, schedules and the Heun sampler, checked against closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cqtrestore.diffusion import (
+    Denoiser,
+    EDMLoss,
+    karras_schedule,
+    sample,
+    sample_heun,
+    training_sigmas,
+)
+from tests.gaussian_prior import GaussianPrior
+
+
+class ZeroNet(torch.nn.Module):
+    def forward(self, x, c_noise):
+        return torch.zeros_like(x)
+
+
+class RecordingNet(torch.nn.Module):
+    """Returns 3·input + c_noise, so the preconditioning can be checked term by term."""
+
+    def forward(self, x, c_noise):
+        self.seen = (x.clone(), c_noise.clone())
+        return 3 * x + c_noise
+
+
+def test_preconditioning_matches_edm_formulas():
+    sigma_data = 0.057
+    denoiser = Denoiser(RecordingNet(), sigma_data)
+    x = torch.randn(2, 16, dtype=torch.float64)
+    sigma = torch.tensor([0.5, 0.01], dtype=torch.float64)
+    out = denoiser(x, sigma)
+    s = sigma[:, None]
+    c_skip = sigma_data**2 / (s**2 + sigma_data**2)
+    c_out = s * sigma_data / (s**2 + sigma_data**2).sqrt()
+    c_in = 1 / (s**2 + sigma_data**2).sqrt()
+    torch.testing.assert_close(denoiser.net.seen[0], c_in * x)
+    torch.testing.assert_close(denoiser.net.seen[1], torch.log(s) / 4)
+    torch.testing.assert_close(out, c_skip * x + c_out * (3 * c_in * x + torch.log(s) / 4))
+
+
+def test_scalar_sigma_broadcasts_and_small_sigma_is_identity():
+    denoiser = Denoiser(RecordingNet())
+    x = torch.randn(3, 8, dtype=torch.float64)
+    torch.testing.assert_close(denoiser(x, 0.3), denoiser(x, torch.full((3,), 0.3, dtype=torch.float64)))
+    torch.testing.assert_close(denoiser(x, 1e-12), x, atol=1e-9, rtol=0)
+
+
+def test_loss_weight_is_inverse_c_out_squared():
+    loss = EDMLoss(sigma_data=0.057)
+    sigma = torch.logspace(-6, 1, 20, dtype=torch.float64)
+    _, c_out, _, _ = Denoiser(ZeroNet(), 0.057).scalings(sigma)
+    torch.testing.assert_close(loss.weight(sigma) * c_out**2, torch.ones_like(sigma))
+
+
+@pytest.mark.parametrize("sigma", [1e-3, 0.057, 2.0])
+def test_loss_is_one_for_the_optimal_zero_network_on_gaussian_data(sigma):
+    # For x ~ N(0, σ_d²) the best denoiser is c_skip·x, i.e. F = 0, and λ(σ)·E‖D − x‖² = 1 exactly.
+    g = torch.Generator().manual_seed(0)
+    x = 0.057 * torch.randn(4000, 64, generator=g, dtype=torch.float64)
+    values = EDMLoss(0.057)(Denoiser(ZeroNet(), 0.057), x, torch.full((4000,), sigma), generator=g)
+    assert values.shape == (4000,)
+    assert abs(values.mean().item() - 1) < 0.01
+
+
+def test_rho_training_sigmas_follow_their_distribution():
+    g = torch.Generator().manual_seed(1)
+    sigmas = training_sigmas(20000, "rho", sigma_min=1e-6, sigma_max=10, rho=10, generator=g).double()
+    assert sigmas.min() >= 1e-6 and sigmas.max() <= 10
+    lo, hi = 1e-6**0.1, 10**0.1
+    for s in (1e-4, 1e-2, 0.057, 1.0):
+        expected = 1 - (s**0.1 - hi) / (lo - hi)
+        assert abs((sigmas <= s).double().mean().item() - expected) < 0.015
+
+
+def test_lognormal_training_sigmas():
+    g = torch.Generator().manual_seed(2)
+    log_sigmas = training_sigmas(20000, "lognormal", sigma_min=1e-9, sigma_max=1e9, generator=g).log()
+    assert abs(log_sigmas.mean().item() + 1.2) < 0.03 and abs(log_sigmas.std().item() - 1.2) < 0.03
+    with pytest.raises(ValueError, match="unknown sigma distribution"):
+        training_sigmas(4, "uniform")
+
+
+def test_schedule_matches_paper():
+    sigmas = karras_schedule(35, 1e-4, 1.0, 13)
+    assert sigmas.shape == (36,) and sigmas[-1] == 0
+    assert sigmas[0] == pytest.approx(1.0) and sigmas[34] == pytest.approx(1e-4)
+    assert torch.all(sigmas[1:] < sigmas[:-1])
+    # ρ-spacing: σ_i^(1/ρ) is linear in i.
+    steps = sigmas[:35] ** (1 / 13)
+    torch.testing.assert_close(steps.diff(), steps.diff()[:1].expand(34))
+    with pytest.raises(ValueError):
+        karras_schedule(1)
+
+
+def heun_gain_and_variance(eigenvalue, sigmas, churn):
+    """Per eigen-direction of a Gaussian prior, Algorithm 2 is linear: x ← a·(x + noise). Track Var(x)."""
+    steps = len(sigmas) - 1
+    variance, gains = float(sigmas[0]) ** 2, []
+    for i in range(steps):
+        t, t_next = float(sigmas[i]), float(sigmas[i + 1])
+        gamma = min(churn / steps, math.sqrt(2) - 1)
+        t_hat = t + gamma * t
+        slope = t_hat / (eigenvalue + t_hat**2)
+        h = t_next - t_hat
+        gain = 1 + h * slope
+        if t_next > 0:
+            gain = 1 + h / 2 * (slope + (1 + h * slope) * t_next / (eigenvalue + t_next**2))
+        variance = gain**2 * (variance + t_hat**2 - t**2)
+        gains.append(gain)
+    return math.prod(gains), variance
+
+
+def test_deterministic_heun_is_exactly_algorithm_2():
+    prior = GaussianPrior(32)
+    sigmas = karras_schedule(35)
+    noise = torch.randn(5, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    out = sample_heun(prior.denoiser, noise, sigmas, s_churn=0)
+    gains = torch.tensor([heun_gain_and_variance(float(lam), sigmas, 0)[0] for lam in prior.eigenvalues])
+    expected = ((noise @ prior.eigenvectors) * gains.double()) @ prior.eigenvectors.T
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-8)  # outputs have std ≈ 0.057
+
+
+def test_stochastic_sampler_variance_matches_recursion_and_converges_to_prior():
+    prior = GaussianPrior(64)
+    g = torch.Generator().manual_seed(4)
+    count = 4000
+    for steps, tolerance in ((35, 0.08), (100, 0.03)):
+        x = sample(prior.denoiser, (count, 64), steps=steps, generator=g, dtype=torch.float64)
+        measured = (x @ prior.eigenvectors).pow(2).mean(dim=0)
+        sigmas = karras_schedule(steps)
+        predicted = torch.tensor(
+            [heun_gain_and_variance(float(v), sigmas, 5.0)[1] for v in prior.eigenvalues]
+        )
+        # Sampling error of a variance from `count` draws: relative std √(2/count) ≈ 1.6 %.
+        assert (measured / predicted.double() - 1).abs().max() < 5 * math.sqrt(2 / count)
+        # And the sampler's discretisation error against the true covariance C shrinks with more steps.
+        assert (predicted.double() / prior.eigenvalues - 1).abs().max() < tolerance
+
+
+def test_sampler_is_reproducible_and_calls_back():
+    prior = GaussianPrior(16)
+    seen = []
+    kwargs = dict(steps=35, dtype=torch.float64)
+    a = sample(
+        prior.denoiser,
+        (2, 16),
+        generator=torch.Generator().manual_seed(5),
+        **kwargs,
+        callback=lambda i, x, denoised, sigma: seen.append((i, sigma)),
+    )
+    b = sample(prior.denoiser, (2, 16), generator=torch.Generator().manual_seed(5), **kwargs)
+    c = sample(prior.denoiser, (2, 16), generator=torch.Generator().manual_seed(6), **kwargs)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    assert [i for i, _ in seen] == list(range(35))
+    assert seen[0][1] == pytest.approx(1 + 5 / 35)  # t̂_0 = t_0 + γ t_0 with γ = S_churn / N
+    assert seen[-1][1] == pytest.approx(1e-4 * (1 + 5 / 35))
