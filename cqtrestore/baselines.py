@@ -1,6 +1,6 @@
 """Classical baselines a learned prior must beat: spectral-envelope noise fill (BWE) and LPC gap fill.
 
-- ``noise_fill_bwe``: above the cutoff, random-phase noise whose per-frame log-magnitude continues the
+- ``noise_fill_bwe``: above the cutoff, Gaussian noise whose per-frame log-magnitude continues the
   straight line (log-magnitude against log-frequency) fitted over the top octave of the passband;
   the observed band is then put back exactly with the low-pass operator's projection.
 - ``lpc_inpaint``: autoregressive (linear-prediction, Burg) extrapolation into each gap from both sides,
@@ -8,8 +8,6 @@
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -38,9 +36,11 @@ def noise_fill_bwe(y: Tensor, operator: LowPass, generator: torch.Generator | No
     coef = torch.linalg.pinv(design) @ log_mag  # (batch, 2, frames)
     # Mean log-magnitude of Gaussian noise sits γ/2 (Euler's γ) below its log RMS: add it back.
     line = coef[:, :1] + coef[:, 1:] * torch.log2(freqs[missing])[None, :, None] + EULER_GAMMA / 2
-    phase = torch.rand(line.shape, generator=generator, dtype=y.dtype, device=y.device) * (2 * math.pi)
+    # Shape the STFT of real white noise (a consistent STFT, unit expected power per bin) by that envelope.
+    noise = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+    noise_spec = torch.stft(noise, FILL_FFT, FILL_HOP, window=window, return_complex=True) / window.norm()
     filled = spec.clone()
-    filled[:, missing] = torch.polar(line.exp(), phase)
+    filled[:, missing] = noise_spec[:, missing] * line.exp()
     audio = torch.istft(filled, FILL_FFT, FILL_HOP, window=window, length=y.shape[-1])
     return operator.project(audio, y)
 

@@ -46,5 +46,5 @@ def test_noise_fill_extends_the_envelope_and_keeps_the_passband():
     bins = torch.fft.rfftfreq(2048, 1 / SR)
     high = (bins > 4000) & (bins < 10000)
     level = lambda s: log_power_spectrogram(s)[:, high].mean().item()  # noqa: E731
-    assert abs(level(out) - level(x)) < 0.5  # within 5 dB of the true high band on average
+    assert abs(level(out) - level(x)) < 0.25  # within 2.5 dB of the true high band on average
     assert level(y) < level(x) - 5  # while the lowpassed input is far below it
