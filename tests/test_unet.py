@@ -1,0 +1,243 @@
+"""The network F: reference layout and checkpoints, reference forward passes, any length, FLOPs, gradients."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch.utils.flop_counter import FlopCounterMode
+
+from cqtrestore.unet import (
+    PRESETS,
+    TimeResample,
+    UNetConfig,
+    build_unet,
+    config_from_state_dict,
+    flops_per_window,
+    load_reference_checkpoint,
+    reference_parameter_names,
+    sinc_resample_kernel,
+)
+from tests.conftest import relative_error
+
+SIGMA_DATA = 0.057  # the reference's preconditioning constant
+
+
+def reference_state(manifest: dict, fixed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The fixtures README's deterministic weights: scale * sin(0.37 i + k) for the k-th state-dict entry."""
+    state = {}
+    for k, entry in enumerate(manifest["state_dict"]):
+        if not entry["trainable"]:
+            state[entry["key"]] = fixed[entry["key"]]
+            continue
+        shape = entry["shape"]
+        n = math.prod(shape)
+        scale = 1 / math.sqrt(n / shape[0]) if len(shape) >= 2 else 0.1
+        values = scale * np.sin(0.37 * np.arange(n, dtype=np.float64) + k)
+        state[entry["key"]] = torch.from_numpy(values.reshape(shape).astype(np.float32))
+    return state
+
+
+def denoise(network, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F, D): the raw output given (c_in x, c_noise) and the preconditioned denoiser output (EDM)."""
+    sigma = sigma[:, None]
+    norm = torch.sqrt(sigma**2 + SIGMA_DATA**2)
+    c_skip, c_out, c_in = SIGMA_DATA**2 / norm**2, sigma * SIGMA_DATA / norm, 1 / norm
+    with torch.no_grad():
+        raw = network(c_in * x, torch.log(sigma) / 4)
+    return raw, c_skip * x + c_out * raw
+
+
+def torchaudio_resample(x: torch.Tensor, kernel: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    """torchaudio's Resample semantics, written out: pad (w, w + orig), strided conv1d, interleave, crop."""
+    half_width = (kernel.shape[-1] - orig) // 2
+    rows = F.pad(x.reshape(-1, 1, x.shape[-1]), (half_width, half_width + orig))
+    out = F.conv1d(rows, kernel, stride=orig).transpose(1, 2).reshape(rows.shape[0], -1)
+    return out[:, : math.ceil(new * x.shape[-1] / orig)].reshape(*x.shape[:-1], -1)
+
+
+def test_paper_layout_matches_manifest(official):
+    manifest = json.loads((official / "unet_paper_manifest.json").read_text())
+    network = build_unet("paper")
+    state = network.state_dict()
+    assert [(key, list(value.shape)) for key, value in state.items()] == [
+        (entry["key"], entry["shape"]) for entry in manifest["state_dict"]
+    ]
+    trainable = {name for name, p in network.named_parameters() if p.requires_grad}
+    assert trainable == {entry["key"] for entry in manifest["state_dict"] if entry["trainable"]}
+    assert sum(p.numel() for p in network.parameters() if p.requires_grad) == manifest["trainable_parameters"]
+    assert reference_parameter_names(state) == manifest["parameters_order"]
+    total = sum(state[name].numel() for name in manifest["parameters_order"])
+    assert total == manifest["total_parameters"] == 15_487_232
+    assert network.config.channels == tuple(manifest["config"]["channels"][:6])
+
+
+def test_fixed_tensors_are_rebuilt_exactly(official):
+    fixed = load_file(official / "unet_paper_fixed_tensors.safetensors")
+    network = build_unet("paper")
+    for key, value in fixed.items():
+        if key.endswith("resample.kernel"):  # deterministic: a fresh network has the same kernels
+            assert torch.equal(network.state_dict()[key], value), key
+    assert torch.equal(sinc_resample_kernel(2, 1), fixed["downs.0.1.resample.kernel"])
+    assert torch.equal(sinc_resample_kernel(1, 2), fixed["ups.0.1.resample.kernel"])
+    table = type(network.freq_encoding).table(fixed["freq_encoding.RFF_freq"], 450)
+    assert torch.equal(table, fixed["freq_encoding.embeddings"])
+
+
+@pytest.mark.parametrize("frames", [704, 89, 22, 5])
+def test_resampling_matches_torchaudio_semantics(frames):
+    x = torch.randn(2, 3, 7, frames, generator=torch.Generator().manual_seed(frames))
+    x = x.contiguous(memory_format=torch.channels_last)
+    down, up = TimeResample(up=False), TimeResample(up=True)
+    expected_down = torchaudio_resample(x, down.resample.kernel, 2, 1)
+    expected_up = torchaudio_resample(x, up.resample.kernel, 1, 2)
+    assert expected_down.shape[-1] == (frames + 1) // 2 and expected_up.shape[-1] == 2 * frames
+    torch.testing.assert_close(down(x), expected_down, rtol=0, atol=1e-6)
+    torch.testing.assert_close(up(x), expected_up, rtol=0, atol=1e-6)
+
+
+def test_tiny_reference_checkpoint_forward(official):
+    network = load_reference_checkpoint(official / "unet_tiny_reference_checkpoint.pt")
+    assert network.config.channels == (4, 8, 8, 16, 16, 16) and network.config.dilated_layers == 8
+    ref = np.load(official / "unet_tiny_forward.npz")
+    raw, denoised = denoise(network, torch.from_numpy(ref["x"]), torch.from_numpy(ref["sigma"]))
+    assert relative_error(raw, ref["F"]) < 1e-4
+    assert relative_error(denoised, ref["D"]) < 1e-4
+
+
+def test_checkpoint_ema_and_raw_weights_are_told_apart(official, tmp_path):
+    path = official / "unet_tiny_reference_checkpoint.pt"
+    ema_state = state_of(load_reference_checkpoint(path))
+    raw_state = state_of(load_reference_checkpoint(path, ema=False))
+    published = load_file(official / "unet_tiny_state.safetensors")
+    assert ema_state.keys() == published.keys()
+    for key, value in published.items():
+        assert torch.equal(ema_state[key], value), key
+        trained = "RFF" not in key and "embeddings" not in key and "resample" not in key
+        expected = value * 0.9 if trained else value
+        torch.testing.assert_close(raw_state[key], expected, rtol=1e-6, atol=0)
+    # Checkpoints from older torchaudio lack the resampler kernels; they are rebuilt.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint["model"] = {k: v for k, v in checkpoint["model"].items() if not k.endswith("resample.kernel")}
+    torch.save(checkpoint, tmp_path / "old.pt")
+    for key, value in state_of(load_reference_checkpoint(tmp_path / "old.pt")).items():
+        assert torch.equal(value, ema_state[key]), key
+
+
+def state_of(network) -> dict[str, torch.Tensor]:
+    return {key: value.clone() for key, value in network.state_dict().items()}
+
+
+def test_checkpoint_loader_refuses_pickled_objects(tmp_path):
+    torch.save({"model": {}, "ema_weights": [], "payload": UNetConfig()}, tmp_path / "evil.pt")
+    with pytest.raises(Exception, match="(?i)weights.only|unpickl"):
+        load_reference_checkpoint(tmp_path / "evil.pt")
+
+
+@pytest.mark.slow  # one batch-2 forward of the paper network: ~12 s on 2 free cores (runs by default)
+def test_paper_forward_with_deterministic_weights(official):
+    manifest = json.loads((official / "unet_paper_manifest.json").read_text())
+    fixed = load_file(official / "unet_paper_fixed_tensors.safetensors")
+    network = build_unet("paper").eval()
+    network.load_state_dict(reference_state(manifest, fixed))
+    ref = np.load(official / "unet_paper_forward.npz")
+    raw, denoised = denoise(network, torch.from_numpy(ref["x"]), torch.from_numpy(ref["sigma"]))
+    assert relative_error(raw, ref["F"]) < 1e-4
+    assert relative_error(denoised, ref["D"]) < 1e-4
+
+
+def test_config_is_read_off_a_state_dict():
+    for name in ("paper", "small-shallow"):
+        config = config_from_state_dict(build_unet(name).state_dict())
+        expected = PRESETS[name]
+        assert config.channels == expected.channels and config.dilated_layers == expected.dilated_layers
+
+
+@pytest.mark.parametrize("length", [10000, 2**14, 700])
+def test_debug_network_any_length_and_batch_independent(length):
+    torch.manual_seed(0)
+    network = randomised(build_unet("debug"))
+    x = 0.1 * torch.randn(2, length)
+    c_noise = torch.tensor([[-1.0], [0.3]])
+    with torch.no_grad():
+        both = network(x, c_noise)
+        first = network(x[:1], c_noise[:1])
+    assert both.shape == x.shape and torch.isfinite(both).all()
+    assert relative_error(both[:1], first) < 1e-5
+    assert relative_error(both[0], both[1]) > 0.1  # the items (and noise levels) differ
+
+
+def randomised(network):
+    """Random non-zero weights everywhere (the decoder's output convolutions start at zero)."""
+    with torch.no_grad():
+        for name, parameter in network.named_parameters():
+            fan_in = parameter[0].numel() if parameter.dim() > 1 else 1
+            parameter.copy_(torch.randn_like(parameter) / math.sqrt(fan_in))
+            if "combiner" in name or name.endswith("2.conv1x1.weight"):
+                parameter.mul_(0.5)
+    return network
+
+
+def test_compact_presets_cost_a_fifteenth_of_the_paper():
+    paper = flops_per_window("paper")
+    assert 0.9e12 < paper < 1.1e12
+    for name in ("small", "small-shallow"):
+        assert flops_per_window(name) <= paper / 15, name
+        assert max(PRESETS[name].dilations) >= 64  # still sees several octaves per block
+
+
+def test_flop_count_matches_the_flop_counter():
+    network = build_unet("debug")
+
+    def inplace_addmm(self_shape, a_shape, b_shape, out_shape=None, **kwargs) -> int:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: inplace_addmm}) as counter:
+        with torch.no_grad():
+            network(torch.randn(1, 2**14), torch.zeros(1, 1))
+    assert counter.get_total_flops() == flops_per_window("debug", 2**14)
+
+
+def test_gradients_flow_and_match_finite_differences():
+    torch.manual_seed(1)
+    network = randomised(build_unet("debug")).double()
+    x = (0.1 * torch.randn(1, 2048, dtype=torch.float64)).requires_grad_()
+    c_noise = torch.full((1, 1), -0.7, dtype=torch.float64)
+    probe = torch.randn(1, 2048, dtype=torch.float64)
+    (network(x, c_noise) * probe).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().max() > 0
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in network.parameters())
+    direction, step = torch.randn_like(x), 1e-6
+    with torch.no_grad():
+        plus = (network(x + step * direction, c_noise) * probe).sum()
+        minus = (network(x - step * direction, c_noise) * probe).sum()
+    numeric = (plus - minus) / (2 * step)
+    assert abs(numeric - (x.grad * direction).sum()) < 1e-6 * abs(numeric)
+
+
+def test_block_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(2)
+    network = randomised(build_unet("debug"))
+    x = 0.1 * torch.randn(1, 2048)
+    grads = []
+    for checkpointing in (False, True):
+        network.checkpoint_blocks = checkpointing
+        xi = x.clone().requires_grad_()
+        network(xi, torch.zeros(1, 1)).square().sum().backward()
+        grads.append(xi.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_presets_and_config_validation():
+    with pytest.raises(ValueError, match="paper"):
+        build_unet("huge")
+    with pytest.raises(ValueError, match="reflect"):
+        UNetConfig(dilated_layers=9)  # dilation 256 reaches beyond the 450 rows
+    network = build_unet("debug")
+    assert network.config is PRESETS["debug"]
+    assert UNetConfig.from_dict(network.config.to_dict()) == network.config
