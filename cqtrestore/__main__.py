@@ -1,0 +1,5 @@
+"""python -m cqtrestore: the command-line tool."""
+
+from cqtrestore.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""Training data: a folder of audio files, read as random mono crops at the model's sample rate.
+
+Every crop is a pure function of (seed, step, index), so a resumed run, or one with data workers,
+sees exactly the crops an uninterrupted single-process run would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+VALID_STEP = 2**40  # the "step" whose crops form the validation set; training steps never reach it
+
+
+class DataError(ValueError):
+    """A data folder that cannot be trained on."""
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    path: Path
+    frames: int
+    sample_rate: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def scan_audio(root: str | Path, min_seconds: float = 0.0) -> tuple[list[AudioFile], dict[str, int]]:
+    """Audio files under ``root`` (recursive, sorted) and counts of those skipped, by reason."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    files, skipped = [], {"unreadable": 0, "too short": 0}
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
+        try:
+            info = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            skipped["unreadable"] += 1
+            continue
+        if info.frames <= 0 or info.frames / info.samplerate < min_seconds:
+            skipped["too short"] += 1
+            continue
+        files.append(AudioFile(path, info.frames, info.samplerate))
+    if not files:
+        found = ", ".join(f"{n} {why}" for why, n in skipped.items() if n) or "no audio files"
+        raise DataError(f"{root}: nothing to train on ({found}; looked for {', '.join(AUDIO_SUFFIXES)})")
+    return files, skipped
+
+
+def split_files(
+    files: list[AudioFile], valid_fraction: float, seed: int
+) -> tuple[list[AudioFile], list[AudioFile]]:
+    """Hold out about ``valid_fraction`` of the audio (whole files, chosen from the seed)."""
+    if not 0 <= valid_fraction < 1:
+        raise DataError(f"valid fraction must be in [0, 1), got {valid_fraction}")
+    if valid_fraction == 0 or len(files) < 2:
+        return files, []
+    order = np.random.default_rng([seed, 7]).permutation(len(files))
+    total, valid, held = sum(f.seconds for f in files), [], 0.0
+    for i in order:
+        if held >= valid_fraction * total or len(valid) == len(files) - 1:
+            break
+        valid.append(files[i])
+        held += files[i].seconds
+    chosen = {f.path for f in valid}
+    return [f for f in files if f.path not in chosen], valid
+
+
+def read_mono(path: Path, start: int, frames: int) -> np.ndarray:
+    """``frames`` samples from ``start``, mixed down to mono, float32, zero-padded past the end."""
+    audio, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    return np.pad(mono, (0, frames - len(mono))) if len(mono) < frames else mono
+
+
+class RandomCrops:
+    """Random crops at the model rate; near-silent ones redrawn; random gain and polarity."""
+
+    def __init__(
+        self,
+        files: list[AudioFile],
+        segment: int,
+        sample_rate: int,
+        seed: int = 0,
+        gain_db: float = 3.0,
+        silence_rms: float = 1e-3,
+        attempts: int = 20,
+    ) -> None:
+        if not files:
+            raise DataError("no audio files to crop from")
+        self.files, self.segment, self.sample_rate = files, segment, sample_rate
+        self.seed, self.gain_db, self.silence_rms, self.attempts = seed, gain_db, silence_rms, attempts
+        weights = np.array([f.seconds for f in files])
+        self.weights = weights / weights.sum()
+
+    def _read(self, file: AudioFile, rng: np.random.Generator) -> np.ndarray:
+        native = math.ceil(self.segment * file.sample_rate / self.sample_rate)
+        start = int(rng.integers(0, max(file.frames - native, 0) + 1))
+        audio = read_mono(file.path, start, native)
+        if file.sample_rate != self.sample_rate:
+            import resampy
+
+            audio = resampy.resample(audio, file.sample_rate, self.sample_rate, axis=0)
+        return np.pad(audio, (0, max(0, self.segment - len(audio))))[: self.segment]
+
+    def crop(self, step: int, index: int) -> np.ndarray:
+        """Crop ``index`` of batch ``step`` (deterministic from the seed)."""
+        rng = np.random.default_rng([self.seed, step, index])
+        for _ in range(self.attempts):
+            audio = self._read(self.files[rng.choice(len(self.files), p=self.weights)], rng)
+            if np.sqrt(np.mean(audio**2)) >= self.silence_rms:
+                break
+        gain = 10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20) * rng.choice([-1.0, 1.0])
+        return (audio * gain).astype(np.float32)
+
+    def batch(self, step: int, size: int, offset: int = 0) -> torch.Tensor:
+        """Crops ``offset .. offset + size`` of batch ``step`` as a (size, segment) tensor."""
+        return torch.from_numpy(np.stack([self.crop(step, offset + i) for i in range(size)]))
+
+
+def fixed_crops(
+    files: list[AudioFile], segment: int, sample_rate: int, count: int, seed: int
+) -> torch.Tensor:
+    """A fixed set of validation crops (no augmentation), the same on every call."""
+    return RandomCrops(files, segment, sample_rate, seed=seed, gain_db=0.0).batch(step=VALID_STEP, size=count)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Train (or continue) the compact-preset candidates on the synthesised piano corpus, on the CPU,
+# in the background, one thread each. Rerunning it resumes every run from its last checkpoint.
+#   bash scripts/train_candidates.sh            # both candidates
+#   STEPS=20000 bash scripts/train_candidates.sh small
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEPS=${STEPS:-100000}
+for preset in "${@:-small small-shallow}"; do
+  for p in $preset; do
+    out=runs/piano-$p
+    resume=""
+    [ -f "$out/checkpoint.pt" ] && resume="--resume"
+    mkdir -p "$out"
+    setsid nohup nice -n 10 python -m cqtrestore train data/piano/train --valid-dir data/piano/valid \
+      --out "$out" --preset "$p" --steps "$STEPS" --batch-size 2 --segment 16384 --lr 5e-4 --warmup 200 \
+      --ema 0.999 --valid-crops 8 --save-every 100 --log-every 20 --threads 1 --seed 0 $resume >> "$out/train.out" 2>&1 &
+    echo "started $p -> $out (pid $!)"
+  done
+done
