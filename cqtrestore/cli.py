@@ -14,7 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one-line errors stay on one line
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -89,6 +89,24 @@ def train(
     except (DataError, FileExistsError) as error:
         raise fail(str(error)) from None
     err.print(f"checkpoint: {path}")
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Run folder written by 'cqtrestore train'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .safetensors file."),
+    fp32: bool = typer.Option(False, "--fp32", help="Keep float32 (default: float16, half the size)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Export a run's EMA weights as a self-describing safetensors checkpoint."""
+    from cqtrestore.train import export_run
+
+    if not (run / "checkpoint.pt").is_file():
+        raise fail(f"{run}: no checkpoint.pt (not a training run folder?)")
+    if out.exists() and not force:
+        raise fail(f"{out} exists: pass --force to overwrite it")
+    metadata = export_run(run, out, half=not fp32)
+    err.print(f"wrote {out} ({metadata['preset']}, step {metadata['step']})")
 
 
 def main() -> None:

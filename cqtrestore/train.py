@@ -266,3 +266,14 @@ def valid_history(log_path: str | Path) -> list[dict]:
     """The validation records of a run's JSONL log, oldest first."""
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     return [r for r in records if "valid" in r]
+
+
+def export_run(run_dir: str | Path, out_path: str | Path, half: bool = True) -> dict[str, str]:
+    """Write a run's EMA weights as safetensors (fp16 by default) with the network config in metadata."""
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    config = TrainConfig.from_dict(json.loads(state["config"]))
+    net = build_unet(resolve_config(config.preset))
+    net.load_state_dict(state["ema"])
+    metadata = {"step": str(state["step"]), "preset": config.preset, "train_config": state["config"]}
+    save_weights(out_path, net, config.sigma_data, torch.float16 if half else None, metadata)
+    return metadata

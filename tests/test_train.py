@@ -90,6 +90,27 @@ def test_exported_ema_weights_load_and_run(tones, tmp_path):
     assert out.shape == (1, 5000) and torch.isfinite(out).all()
 
 
+def test_export_command_writes_fp16_weights(tones, tmp_path):
+    from typer.testing import CliRunner
+
+    from cqtrestore.cli import app
+
+    train(TrainConfig(steps=5, **dict(CONFIG, save_every=5)), tones, tmp_path / "run")
+    runner = CliRunner()
+    out = tmp_path / "w.safetensors"
+    result = runner.invoke(app, ["export", str(tmp_path / "run"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    net, meta = load_weights(out)
+    assert meta["preset"] == "debug" and meta["step"] == "5"
+    ema = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["ema"]
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, ema[key].half().float())
+    again = runner.invoke(app, ["export", str(tmp_path / "run"), "-o", str(out)])
+    assert again.exit_code == 2 and "--force" in again.output
+    missing = runner.invoke(app, ["export", str(tmp_path / "nothing"), "-o", str(out)])
+    assert missing.exit_code == 2 and "no checkpoint.pt" in missing.output
+
+
 def test_crops_are_deterministic_mono_and_resampled(tones):
     files, skipped = scan_audio(tones)
     assert len(files) == 6 and skipped == {"unreadable": 0, "too short": 0}
