@@ -70,8 +70,10 @@ class UNetConfig:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "kernel_size", tuple(int(k) for k in self.kernel_size))
         object.__setattr__(self, "noise_mlp", tuple(int(w) for w in self.noise_mlp))
-        if len(self.channels) < 1 or min(self.channels) < 1:
-            raise ValueError(f"channels must be a non-empty list of positive widths, got {self.channels}")
+        if len(self.channels) < 2 or min(self.channels) < 1:
+            raise ValueError(
+                f"channels must list 2 or more positive widths (one per level), got {self.channels}"
+            )
         if len(self.kernel_size) != 2 or any(k < 1 or k % 2 == 0 for k in self.kernel_size):
             raise ValueError(f"kernel_size must be two odd positive sizes, got {self.kernel_size}")
         if min(self.bins_per_octave, self.octaves, self.sample_rate, self.noise_features) < 1:
@@ -571,9 +573,18 @@ def flops_per_window(config: str | UNetConfig, length: int = 65536) -> int:
 
 
 def config_from_state_dict(
-    state: dict[str, Tensor], *, sample_rate: int = 22050, bins_per_octave: int = 64, octaves: int = 7
+    state: dict[str, Tensor],
+    *,
+    sample_rate: int = 22050,
+    bins_per_octave: int = 64,
+    octaves: int = 7,
+    dilation_growth: int = 2,
 ) -> UNetConfig:
-    """Read the layout (channels, dilated layers, kernel, embedding sizes) off a state dict's shapes."""
+    """Read the layout (channels, dilated layers, kernel, embedding sizes) off a state dict's shapes.
+
+    What shapes cannot tell (the transform settings, the dilation growth) is given; the defaults
+    are the reference's.
+    """
     levels = 0
     while f"downs.{levels}.0.first_conv.1.weight" in state:
         levels += 1
@@ -589,6 +600,7 @@ def config_from_state_dict(
     config = UNetConfig(
         channels=tuple(state[f"downs.{i}.0.first_conv.1.weight"].shape[0] for i in range(levels)),
         dilated_layers=layers,
+        dilation_growth=dilation_growth,
         kernel_size=tuple(state["downs.0.0.H.0.conv.weight"].shape[2:]),
         bins_per_octave=bins_per_octave,
         octaves=octaves,
@@ -606,8 +618,11 @@ def config_from_state_dict(
 
 
 def reference_parameter_names(state: dict[str, Tensor]) -> list[str]:
-    """The reference's ``model.parameters()`` order: its random-Fourier tables are (frozen) parameters
-    there and buffers here; only the resampler kernels are buffers in both."""
+    """Names in the reference's ``model.parameters()`` order (its EMA list follows it).
+
+    The random-Fourier tables are frozen parameters there and buffers here; only the resampler
+    kernels are buffers in both, so the order is the state-dict order without them.
+    """
     return [key for key in state if not key.endswith(RESAMPLER_SUFFIX)]
 
 
