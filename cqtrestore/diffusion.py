@@ -106,6 +106,46 @@ def karras_schedule(
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
+@dataclass(frozen=True)
+class SamplerOptions:
+    """The sampling settings: T steps of the ρ schedule over [σ_min, σ_max] and Algorithm 2's churn."""
+
+    steps: int = 35
+    sigma_min: float = 1e-4
+    sigma_max: float = 1.0
+    rho: float = 13.0
+    s_churn: float = 5.0
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or int(self.steps) != self.steps or not 2 <= self.steps <= 10_000:
+            raise ValueError(f"steps must be an integer from 2 to 10000, got {self.steps!r}")
+        if not (math.isfinite(self.sigma_min) and math.isfinite(self.sigma_max)):
+            raise ValueError("sigma_min and sigma_max must be finite")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        for name in ("rho", "s_noise"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.s_churn) and self.s_churn >= 0):
+            raise ValueError(f"s_churn must be finite and >= 0, got {self.s_churn!r}")
+
+    def sigmas(self) -> Tensor:
+        """The T + 1 noise levels σ_0 … σ_T = 0 (Karras et al. eq. 5)."""
+        return karras_schedule(self.steps, self.sigma_min, self.sigma_max, self.rho)
+
+    def churn(self) -> dict[str, float]:
+        """Keyword arguments of ``sample_heun``'s stochasticity."""
+        return {
+            "s_churn": self.s_churn,
+            "s_tmin": self.s_tmin,
+            "s_tmax": self.s_tmax,
+            "s_noise": self.s_noise,
+        }
+
+
 StepCallback = Callable[[int, Tensor, Tensor, float], None]
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from cqtrestore.diffusion import DenoiserFn
-from cqtrestore.operators import Operator
+from cqtrestore.operators import Clip, Compose, LowPass, Operator
 
 MODES = ("dc", "rg", "dc+rg")
 
@@ -78,6 +78,16 @@ class ReconstructionGuidance:
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1)
         denoised = denoised - sigma * xi * grad
         return self.operator.project(denoised, self.y) if self.project else denoised
+
+
+def default_guidance(operator: Operator, xi: float = 0.35) -> GuidanceOptions:
+    """The paper's choice per task: bandwidth extension DC, inpainting DC+RG, clipping (or a chain) RG."""
+    parts = operator.operators if isinstance(operator, Compose) else (operator,)
+    if any(isinstance(part, Clip) for part in parts) or not operator.has_projection:
+        return GuidanceOptions("rg", xi)
+    if all(isinstance(part, LowPass) for part in parts):
+        return GuidanceOptions("dc", xi)
+    return GuidanceOptions("dc+rg", xi)  # gaps: DC keeps the context exact, RG makes the fill agree with it
 
 
 def guided_denoiser(

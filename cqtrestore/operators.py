@@ -44,6 +44,28 @@ class Operator(abc.ABC):
     def describe(self) -> str:
         """One line saying what the operator does."""
 
+    def window(self, start: int, length: int) -> Operator:
+        """The operator as seen by the sub-signal x[start : start + length] (time-invariant: itself)."""
+        return self
+
+    @property
+    def time_varying(self) -> bool:
+        """True when ``window`` can differ between windows (gaps), so windows cannot share one batch."""
+        return False
+
+    def at_rate(self, sample_rate: int) -> Operator:
+        """The same degradation for audio at ``sample_rate`` (rate-free operators: itself)."""
+        return self
+
+    def scaled(self, gain: float) -> Operator:
+        """The degradation of ``gain * x``: A'(g x) = g A(x) (linear operators: itself)."""
+        return self
+
+    @property
+    def observes_everything(self) -> bool:
+        """True when nothing is degraded (an empty gap): restoring would only resample the prior."""
+        return False
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.describe()}>"
 
@@ -60,6 +82,11 @@ class Identity(Operator):
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
         """Everything is observed, so the consistent signal is y itself."""
         return y
+
+    @property
+    def observes_everything(self) -> bool:
+        """Nothing is degraded."""
+        return True
 
     def describe(self) -> str:
         """One line saying what the operator does."""
@@ -105,6 +132,12 @@ class LowPass(Operator):
     def reference(cls, cutoff_hz: float, sample_rate: int) -> LowPass:
         """The reference implementation's filter: firwin(numtaps=500, width=1 Hz) -> beta 0, conv1d "same"."""
         return cls(cutoff_hz, sample_rate, order=REFERENCE_NUMTAPS - 1, beta=0.0)
+
+    def at_rate(self, sample_rate: int) -> LowPass:
+        """The same cutoff, order and beta at another sample rate."""
+        if sample_rate == self.sample_rate:
+            return self
+        return LowPass(self.cutoff_hz, sample_rate, order=self.order, beta=self.beta)
 
     @property
     def numtaps(self) -> int:
@@ -206,11 +239,29 @@ class Gap(Operator):
         return mask
 
     def window(self, start: int, length: int) -> Gap:
-        """The gap as seen by the sub-signal x[start : start + length], in that window's own sample time."""
-        if start < 0 or length < 1:
-            raise ValueError(f"a window needs start >= 0 and length >= 1, got start={start}, length={length}")
+        """The gap as seen by the sub-signal x[start : start + length], in that window's own sample time.
+
+        ``start`` may be negative (a window reaching before the signal, zero-padded there)."""
+        if length < 1:
+            raise ValueError(f"a window needs length >= 1, got {length}")
         clipped = [(max(first, start), min(stop, start + length)) for first, stop in self.ranges]
         return Gap.from_samples([(a - start, b - start) for a, b in clipped if a < b], self.sample_rate)
+
+    @property
+    def time_varying(self) -> bool:
+        """Gaps sit at given times: windows see different operators."""
+        return True
+
+    @property
+    def observes_everything(self) -> bool:
+        """True when the gap list is empty."""
+        return not self.ranges
+
+    def at_rate(self, sample_rate: int) -> Gap:
+        """The same time ranges at another sample rate (the samples whose time lies in a range)."""
+        if sample_rate == self.sample_rate:
+            return self
+        return Gap(self.intervals, sample_rate)
 
     def __call__(self, x: Tensor) -> Tensor:
         """y = x * mask: the missing samples are zeroed."""
@@ -266,6 +317,10 @@ class Clip(Operator):
         """y = clamp(x, -threshold, threshold); gradient 1 inside, 0 where clipped."""
         return torch.clamp(x, -self.threshold, self.threshold)
 
+    def scaled(self, gain: float) -> Clip:
+        """Clipping of ``gain * x``: the threshold scales with the signal."""
+        return Clip(self.threshold * float(gain))
+
     def describe(self) -> str:
         """One line, e.g. "hard clip at |x| <= 0.1"."""
         return f"hard clip at |x| <= {self.threshold:.6g}"
@@ -294,6 +349,28 @@ class Compose(Operator):
         if not self.has_projection:
             return super().project(x_hat, y)
         return self.operators[0].project(x_hat, y)
+
+    def window(self, start: int, length: int) -> Compose:
+        """Each part restricted to the window."""
+        return Compose(*(operator.window(start, length) for operator in self.operators))
+
+    @property
+    def time_varying(self) -> bool:
+        """True when any part is."""
+        return any(operator.time_varying for operator in self.operators)
+
+    def at_rate(self, sample_rate: int) -> Compose:
+        """Each part at the new rate."""
+        return Compose(*(operator.at_rate(sample_rate) for operator in self.operators))
+
+    def scaled(self, gain: float) -> Compose:
+        """Each part for the scaled signal."""
+        return Compose(*(operator.scaled(gain) for operator in self.operators))
+
+    @property
+    def observes_everything(self) -> bool:
+        """True when every part does."""
+        return all(operator.observes_everything for operator in self.operators)
 
     def describe(self) -> str:
         """The parts' descriptions joined by " then "."""

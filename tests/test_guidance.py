@@ -141,3 +141,14 @@ def test_observation_noise_has_the_requested_snr():
     snr = 10 * torch.log10(clean.pow(2).sum(dim=1) / (noisy - clean).pow(2).sum(dim=1))
     assert torch.allclose(snr, torch.full((3,), 20.0, dtype=torch.float64), atol=0.1)
     torch.testing.assert_close(observe(lowpass, x), clean)
+
+
+def test_default_guidance_follows_the_paper_per_task():
+    from cqtrestore.guidance import default_guidance
+    from cqtrestore.operators import Clip, Compose, Gap, LowPass
+
+    assert default_guidance(LowPass(3000, 22050)).mode == "dc"
+    assert default_guidance(Gap([(0.1, 0.2)], 22050)) == GuidanceOptions("dc+rg", 0.35)
+    assert default_guidance(Clip(0.1), xi=0.5) == GuidanceOptions("rg", 0.5)
+    assert default_guidance(Compose(Clip(0.1), LowPass(3000, 22050))).mode == "rg"
+    assert default_guidance(Compose(Gap([(0.1, 0.2)], 22050), LowPass(3000, 22050))).mode == "rg"

@@ -225,6 +225,16 @@ def test_gap_window_restricts_to_the_window_time():
         assert torch.equal(
             gap.window(start, length)(x[:, start : start + length]), gap(x)[:, start : start + length]
         )
+    assert gap.window(-5, 20).ranges == ((15, 20),)  # a window reaching before the signal (zero-padded)
+
+
+def test_window_of_time_invariant_operators_is_the_operator_and_compose_maps_parts():
+    lowpass, clip = LowPass(3000, 22050), Clip(0.2)
+    assert lowpass.window(100, 50) is lowpass and not lowpass.time_varying
+    chain = Compose(Gap.from_samples([(10, 20)], 100), clip)
+    assert chain.time_varying and not Compose(lowpass, clip).time_varying
+    windowed = chain.window(5, 30)
+    assert windowed.operators[0].ranges == ((5, 15),) and windowed.operators[1] is clip
 
 
 # ---------------------------------------------------------------- Clip
@@ -400,3 +410,33 @@ def test_operators_on_cuda_match_cpu():
     for operator in (LowPass(3000, SR), Gap([(0.5, 0.6)], SR), Clip(0.3)):
         y = operator(x.cuda())
         assert y.is_cuda and relative_error(y, operator(x)) < 1e-6
+
+
+def test_at_rate_keeps_times_and_frequencies():
+    lowpass = LowPass(3000, 44100, order=300, beta=6.0)
+    moved = lowpass.at_rate(22050)
+    assert (moved.cutoff_hz, moved.sample_rate, moved.order, moved.beta) == (3000, 22050, 300, 6.0)
+    assert lowpass.at_rate(44100) is lowpass
+    gap = Gap([(0.5, 0.75)], 44100).at_rate(22050)
+    assert gap.ranges == ((11025, 16538),) and gap.intervals[0][0] == 0.5
+    clip = Clip(0.3)
+    chain = Compose(clip, LowPass(1000, 48000)).at_rate(22050)
+    assert chain.operators[0] is clip and chain.operators[1].sample_rate == 22050
+    with pytest.raises(ValueError, match="Nyquist"):
+        LowPass(15000, 44100).at_rate(22050)
+
+
+def test_scaled_operators_commute_with_gain():
+    x = noise(2, 400)
+    for operator in (Clip(0.05), LowPass(2000, 22050), Gap.from_samples([(10, 50)], 22050)):
+        for gain in (0.1, 3.0):
+            assert relative_error(operator.scaled(gain)(gain * x), gain * operator(x)) < 1e-6
+    chain = Compose(Clip(0.05), LowPass(2000, 22050)).scaled(2.0)
+    assert chain.operators[0].threshold == pytest.approx(0.1)
+
+
+def test_observes_everything_only_when_nothing_is_missing():
+    assert Gap.from_samples([], 100).observes_everything and Identity().observes_everything
+    assert not Gap.from_samples([(1, 2)], 100).observes_everything
+    assert not LowPass(1000, 22050).observes_everything and not Clip(0.1).observes_everything
+    assert Compose(Gap.from_samples([(1, 2)], 100).window(10, 5)).observes_everything
