@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -109,6 +111,306 @@ def export(
     err.print(f"wrote {out} ({metadata['preset']}, step {metadata['step']})")
 
 
+# ------------------------------------------------------------------ restoration commands
+
+INPUT = typer.Argument(..., help="Audio file to restore (WAV, FLAC, OGG, MP3; any rate, any channels).")
+OUTPUT = typer.Option(
+    None,
+    "--output",
+    "-o",
+    help="Output file (default: IN_STEM.restored.EXT beside the input; never the input).",
+)
+CHECKPOINT = typer.Option(
+    None,
+    "--checkpoint",
+    help="Prior: a name from 'cqtrestore checkpoints list', a .safetensors/.pt path, hf://REPO/FILE[@REV] or "
+    "https://... (default: the bundled piano prior).",
+)
+STEPS = typer.Option(35, "--steps", help="Sampler steps T (the paper: 35; fewer is faster and rougher).")
+MODE = typer.Option(
+    None, "--mode", help="Conditioning: dc, rg or dc+rg (default per task: bwe dc, inpaint dc+rg, declip rg)."
+)
+XI = typer.Option(0.35, "--xi", help="Reconstruction-guidance step xi' (paper: 0.35).")
+SEED = typer.Option(0, "--seed", help="Random seed (same seed, batch size and device: same output).")
+DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
+BATCH = typer.Option(4, "--batch-size", help="Windows (x channels) restored together.")
+OVERLAP = typer.Option(0.37, "--overlap", help="Crossfade between 2.97-s windows, in seconds.")
+FORCE = typer.Option(False, "--force", help="Overwrite an existing output file.")
+QUIET = typer.Option(False, "--quiet", "-q", help="Print only errors.")
+SIMULATE = typer.Option(
+    False,
+    "--simulate",
+    help="Take the input as clean: degrade it first (also written, as IN_STEM.degraded.EXT), restore, and "
+    "print LSD and SI-SDR of the degraded and restored audio against it.",
+)
+PLOT = typer.Option(None, "--plot", help="Also write a PNG with spectrograms of input and output.")
+
+
+@dataclass(frozen=True)
+class _Common:
+    """The options every restoration command shares, as typed."""
+
+    input: Path
+    output: Path | None
+    checkpoint: str | None
+    steps: int
+    mode: str | None
+    xi: float
+    seed: int
+    device: str
+    batch_size: int
+    overlap: float
+    force: bool
+    quiet: bool
+    simulate: bool
+    plot: Path | None
+
+
+@app.command()
+def bwe(
+    input: Path = INPUT,
+    cutoff: str = typer.Option(
+        ..., "--cutoff", help="Cutoff of the input's lowpass: 3k, 3000, 3.5kHz or auto."
+    ),
+    output: Path | None = OUTPUT,
+    checkpoint: str | None = CHECKPOINT,
+    steps: int = STEPS,
+    mode: str | None = MODE,
+    xi: float = XI,
+    seed: int = SEED,
+    device: str = DEVICE,
+    batch_size: int = BATCH,
+    overlap: float = OVERLAP,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+    simulate: bool = SIMULATE,
+    plot: Path | None = PLOT,
+) -> None:
+    """Bandwidth extension: the input was lowpassed; regenerate the missing highs."""
+    from cqtrestore import tasks
+
+    common = _Common(**_common(locals()))
+    _run(common, lambda info, samples: tasks.lowpass_operator(cutoff, info, samples, _say(common)))
+
+
+@app.command()
+def inpaint(
+    input: Path = INPUT,
+    gap: list[str] = typer.Option(
+        ...,
+        "--gap",
+        help="Missing time range START:END in seconds (1.2:1.5), or START-END with clock times "
+        "(1:02.5-1:03.1); repeat for several; 'auto' finds digital-silence dropouts.",
+    ),
+    output: Path | None = OUTPUT,
+    checkpoint: str | None = CHECKPOINT,
+    steps: int = STEPS,
+    mode: str | None = MODE,
+    xi: float = XI,
+    seed: int = SEED,
+    device: str = DEVICE,
+    batch_size: int = BATCH,
+    overlap: float = OVERLAP,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+    simulate: bool = SIMULATE,
+    plot: Path | None = PLOT,
+) -> None:
+    """Inpainting: fill missing time ranges (up to about 1.5 s each) from their context."""
+    from cqtrestore import tasks
+
+    common = _Common(**_common(locals()))
+    _run(common, lambda info, samples: tasks.gap_operator(gap, info, samples, _say(common)))
+
+
+@app.command()
+def declip(
+    input: Path = INPUT,
+    threshold: str = typer.Option(
+        "auto", "--threshold", help="Clipping level of the input (0.3), or auto to detect it."
+    ),
+    sdr: float | None = typer.Option(
+        None,
+        "--sdr",
+        help="Paper protocol: clip the (clean) input to this SDR in dB, then restore; implies --simulate.",
+    ),
+    output: Path | None = OUTPUT,
+    checkpoint: str | None = CHECKPOINT,
+    steps: int = STEPS,
+    mode: str | None = MODE,
+    xi: float = XI,
+    seed: int = SEED,
+    device: str = DEVICE,
+    batch_size: int = BATCH,
+    overlap: float = OVERLAP,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+    simulate: bool = SIMULATE,
+    plot: Path | None = PLOT,
+) -> None:
+    """Declipping: reconstruct the peaks of a hard-clipped recording."""
+    from cqtrestore import tasks
+
+    common = _Common(**{**_common(locals()), "simulate": simulate or sdr is not None})
+    _run(common, lambda info, samples: tasks.clip_operator(threshold, sdr, info, samples, _say(common)))
+
+
+@app.command()
+def restore(
+    input: Path = INPUT,
+    lowpass: str | None = typer.Option(
+        None, "--lowpass", help="The input was lowpassed at this cutoff (or auto)."
+    ),
+    clip: str | None = typer.Option(None, "--clip", help="The input was clipped at this level (or auto)."),
+    gap: list[str] = typer.Option([], "--gap", help="A missing time range, as for 'inpaint' (repeatable)."),
+    output: Path | None = OUTPUT,
+    checkpoint: str | None = CHECKPOINT,
+    steps: int = STEPS,
+    mode: str | None = MODE,
+    xi: float = XI,
+    seed: int = SEED,
+    device: str = DEVICE,
+    batch_size: int = BATCH,
+    overlap: float = OVERLAP,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+    simulate: bool = SIMULATE,
+    plot: Path | None = PLOT,
+) -> None:
+    """Several degradations at once (clipped, then lowpassed, with gaps) through one composite operator."""
+    from cqtrestore import tasks
+
+    common = _Common(**_common(locals()))
+    _run(
+        common,
+        lambda info, samples: tasks.composite_operator(lowpass, clip, gap, info, samples, _say(common)),
+    )
+
+
+def _common(values: dict) -> dict:
+    """The shared options out of a command's locals()."""
+    return {name: values[name] for name in _Common.__dataclass_fields__}
+
+
+def _say(common: _Common):  # noqa: ANN202
+    """A printer for one-line notes (silent with --quiet)."""
+    return (lambda message: None) if common.quiet else (lambda message: err.print(message, highlight=False))
+
+
+def _run(common: _Common, build_operator) -> None:  # noqa: ANN001
+    """Validate, build the operator, load the prior, restore with a progress bar, report."""
+    from cqtrestore import tasks
+    from cqtrestore.audio import AudioError
+    from cqtrestore.checkpoints import CheckpointError
+
+    say = _say(common)
+    try:
+        job = tasks.prepare(
+            common.input, common.output, common.force, common.simulate, common.plot, build_operator, say
+        )
+        options = tasks.restore_options(
+            job.operator,
+            common.mode,
+            common.xi,
+            common.steps,
+            common.seed,
+            common.batch_size,
+            common.overlap,
+            common.device,
+        )
+        restorer = tasks.load_restorer(common.checkpoint, options.device, say)
+        report = _with_progress(common.quiet, lambda progress: job.run(restorer, options, progress))
+    except (AudioError, CheckpointError, ValueError, OSError) as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted: no output written", code=130) from None
+    for line in report:
+        say(line)
+
+
+def _with_progress(quiet: bool, work):  # noqa: ANN001, ANN202
+    """Run ``work(progress)`` under a rich progress bar over windows (none with --quiet)."""
+    if quiet:
+        return work(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        "restoring",
+        BarColumn(),
+        MofNCompleteColumn(),
+        "windows",
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("restore", total=None)
+        return work(lambda done, total: bar.update(task, completed=done, total=total))
+
+
+# ------------------------------------------------------------------ checkpoints
+
+checkpoints_app = typer.Typer(
+    help="List, download and verify the priors cqtrestore knows by name.", no_args_is_help=True
+)
+app.add_typer(checkpoints_app, name="checkpoints")
+
+
+@checkpoints_app.command("list")
+def checkpoints_list() -> None:
+    """List the registered checkpoints (the default is marked)."""
+    from rich.table import Table
+
+    from cqtrestore.checkpoints import default_checkpoint, list_checkpoints
+
+    table = Table("name", "preset", "rate", "source", "description", box=None)
+    default = default_checkpoint()
+    for entry in list_checkpoints():
+        name = f"{entry.name} (default)" if entry.name == default else entry.name
+        table.add_row(name, entry.preset, str(entry.sample_rate), entry.source, entry.description)
+    Console(soft_wrap=False).print(table)
+
+
+@checkpoints_app.command("download")
+def checkpoints_download(
+    name: str = typer.Argument(..., help="A registered name, hf://... or https://..."),
+) -> None:
+    """Fetch a checkpoint into the cache (verified against its sha256 when one is recorded)."""
+    from cqtrestore.checkpoints import CheckpointError, resolve
+
+    try:
+        path = resolve(name)
+    except CheckpointError as error:
+        raise fail(str(error)) from None
+    typer.echo(str(path))
+
+
+@checkpoints_app.command("verify")
+def checkpoints_verify(name: str = typer.Argument(..., help="A registered name.")) -> None:
+    """Check a registered checkpoint's file against the sha256 in checkpoints.toml (exit 1 if it differs)."""
+    from cqtrestore.checkpoints import CheckpointError, verify
+
+    try:
+        ok, expected, actual = verify(name)
+    except CheckpointError as error:
+        raise fail(str(error)) from None
+    if not expected:
+        raise fail(f"{name}: no sha256 on record (file has {actual})", code=1)
+    if not ok:
+        raise fail(f"{name}: sha256 {actual} does not match {expected}", code=1)
+    typer.echo(f"{name}: OK ({actual})")
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors, too, are one line and exit 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err.print("[bold red]error:[/] interrupted", highlight=False)
+        code = 130
+    except Exception as error:  # click's usage errors (typer vendors click; match them by their shape)
+        if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+            raise
+        if error.format_message():  # (empty when a bare group printed its help)
+            err.print(f"[bold red]error:[/] {error.format_message()} (see --help)", highlight=False)
+        code = error.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

@@ -3,6 +3,7 @@
 # in the background, one thread each. Rerunning it resumes every run from its last checkpoint.
 #   bash scripts/train_candidates.sh            # both candidates
 #   STEPS=20000 bash scripts/train_candidates.sh small
+# NICE (default 19) keeps training on idle cycles only, so tests and benchmarks run at full speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-100000}
@@ -12,9 +13,12 @@ for preset in "${@:-small small-shallow}"; do
     resume=""
     [ -f "$out/checkpoint.pt" ] && resume="--resume"
     mkdir -p "$out"
-    setsid nohup nice -n 10 python -m cqtrestore train data/piano/train --valid-dir data/piano/valid \
+    setsid nohup nice -n "${NICE:-19}" python -m cqtrestore train data/piano/train --valid-dir data/piano/valid \
       --out "$out" --preset "$p" --steps "$STEPS" --batch-size 2 --segment 16384 --lr 5e-4 --warmup 200 \
       --ema 0.999 --valid-crops 8 --save-every 100 --log-every 20 --threads 1 --seed 0 $resume >> "$out/train.out" 2>&1 &
+    # setsid gives the run its own scheduler autogroup, where plain nice has no effect against other
+    # sessions: lower the group's priority too, so training only takes otherwise idle cycles.
+    echo "${NICE:-19}" > "/proc/$!/autogroup" 2>/dev/null || true
     echo "started $p -> $out (pid $!)"
   done
 done

@@ -1,0 +1,337 @@
+"""The Python API behind the commands: operators from user settings, checked jobs, the prior, reports.
+
+The CLI parses strings and calls these; everything here raises ``ValueError`` (or ``AudioError`` /
+``CheckpointError``, both ValueErrors) with one-line messages fit to show as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from cqtrestore import audio, detect, units
+from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
+from cqtrestore.diffusion import Denoiser, SamplerOptions
+from cqtrestore.guidance import GuidanceOptions, default_guidance
+from cqtrestore.metrics import lsd, si_sdr
+from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator
+from cqtrestore.pipeline import WINDOW, FileReport, Progress, RestoreOptions, Restorer, gap_ranges
+
+MODEL_RATE = 22050  # every bundled prior runs at 22.05 kHz
+Say = Callable[[str], None]
+Loader = Callable[[], np.ndarray]  # the whole input as (frames, channels) float32, read on demand
+
+
+# ---------------------------------------------------------------- operators from user settings
+
+
+def lowpass_operator(cutoff: str, info: audio.AudioInfo, samples: Loader, say: Say) -> LowPass:
+    """``--cutoff 3k`` or ``auto`` (from the long-term spectrum) -> a LowPass at the input's rate."""
+    if cutoff.strip().lower() == "auto":
+        found = detect.estimate_cutoff(samples(), info.sample_rate)
+        if found is None:
+            raise ValueError(f"{info.path.name}: no lowpass cutoff found in its spectrum; give --cutoff")
+        say(f"auto cutoff: {found.describe()}")
+        hz = round(found.hz)
+    else:
+        hz = units.parse_frequency(cutoff)
+    limit = min(info.sample_rate, MODEL_RATE) / 2
+    if not 0 < hz < limit:
+        raise ValueError(
+            f"cutoff {units.format_frequency(hz)} must lie between 0 and {units.format_frequency(limit)} "
+            f"(the Nyquist frequency of the {'model' if limit == MODEL_RATE / 2 else 'input'})"
+        )
+    return LowPass(hz, info.sample_rate)
+
+
+def gap_operator(gaps: Sequence[str], info: audio.AudioInfo, samples: Loader, say: Say) -> Gap:
+    """``--gap 1.2:1.5`` (repeatable) or ``auto`` (digital-silence dropouts) -> a Gap at the input's rate."""
+    if [g.strip().lower() for g in gaps] == ["auto"]:
+        intervals = detect.find_dropouts(samples(), info.sample_rate)
+        if not intervals:
+            raise ValueError(f"{info.path.name}: no digital-silence dropouts found; give --gap START:END")
+        say("auto gaps: " + ", ".join(f"{units.format_time(a)}-{units.format_time(b)}" for a, b in intervals))
+    else:
+        intervals = sorted(units.parse_gap(text) for text in gaps)
+    for start, end in intervals:
+        if end > info.duration:
+            raise ValueError(
+                f"gap {units.format_time(start)}-{units.format_time(end)} ends after the file "
+                f"({units.format_time(info.duration)})"
+            )
+    for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
+        if start < end:
+            raise ValueError(f"gaps overlap at {units.format_time(start)}: give each missing range once")
+    limit = audio.max_gap_samples(WINDOW, audio.DEFAULT_OVERLAP, audio.DEFAULT_CONTEXT) / MODEL_RATE
+    for start, end in intervals:
+        if end - start > limit:
+            raise ValueError(
+                f"gap {units.format_time(start)}-{units.format_time(end)} is {end - start:.3f} s long; one "
+                f"window holds at most {limit:.3f} s of gap with context on both sides"
+            )
+    return Gap(intervals, info.sample_rate)
+
+
+def clip_operator(
+    threshold: str, sdr_db: float | None, info: audio.AudioInfo, samples: Loader, say: Say
+) -> Clip:
+    """``--threshold 0.3|auto`` (of a clipped input) or ``--sdr 1`` (clip the clean input to that SDR)."""
+    if sdr_db is not None:
+        clip = Clip.from_sdr(samples(), sdr_db)
+        say(f"clipping the input at |x| = {clip.threshold:.4g} for {sdr_db:g} dB SDR")
+        return clip
+    if threshold.strip().lower() != "auto":
+        value = _positive_float(threshold, "clipping threshold")
+        return Clip(value)
+    found = detect.detect_clipping(samples())
+    if found is None:
+        raise ValueError(f"{info.path.name}: does not look clipped; give --threshold, or --sdr to simulate")
+    say(f"auto threshold: {found.describe()}")
+    return Clip(found.threshold)
+
+
+def composite_operator(
+    lowpass: str | None,
+    clip: str | None,
+    gaps: Sequence[str],
+    info: audio.AudioInfo,
+    samples: Loader,
+    say: Say,
+) -> Operator:
+    """``restore``: clipping, then lowpass, then gaps, as given (one operator if only one is given)."""
+    parts: list[Operator] = []
+    if clip is not None:
+        parts.append(clip_operator(clip, None, info, samples, say))
+    if lowpass is not None:
+        parts.append(lowpass_operator(lowpass, info, samples, say))
+    if gaps:
+        parts.append(gap_operator(gaps, info, samples, say))
+    if not parts:
+        raise ValueError("nothing to restore: give at least one of --lowpass, --clip, --gap")
+    return parts[0] if len(parts) == 1 else Compose(*parts)
+
+
+def _positive_float(text: str, what: str) -> float:
+    """A finite number > 0 from user text."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"invalid {what} {text!r}: expected a number such as 0.3") from None
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{what} must be a finite number > 0, got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------- options and the prior
+
+
+def restore_options(
+    operator: Operator,
+    mode: str | None = None,
+    xi: float = 0.35,
+    steps: int = 35,
+    seed: int = 0,
+    batch_size: int = 4,
+    overlap_s: float = 0.37,
+    device: str = "auto",
+) -> RestoreOptions:
+    """Validated options; ``mode`` None takes the paper's choice for the operator."""
+    guidance = GuidanceOptions(mode, xi) if mode else default_guidance(operator, xi)
+    if "dc" in guidance.mode.split("+") and not operator.has_projection:
+        raise ValueError(f"{operator.describe()} has no data-consistency step: use --mode rg")
+    if not 0 <= overlap_s <= WINDOW / 2 / MODEL_RATE:
+        raise ValueError(f"overlap must lie between 0 and {WINDOW / 2 / MODEL_RATE:.2f} s, got {overlap_s}")
+    return RestoreOptions(
+        guidance=guidance,
+        sampler=SamplerOptions(steps=steps),
+        seed=seed,
+        batch_size=batch_size,
+        overlap=round(overlap_s * MODEL_RATE),
+        device=pick_device(device),
+    )
+
+
+def pick_device(device: str) -> str:
+    """'auto' -> CUDA when present, else CPU; 'cuda' without CUDA is an error."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here")
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def load_restorer(checkpoint: str | None, device: str, say: Say) -> Restorer:
+    """The prior named by ``checkpoint`` (None: the default), on ``device``, ready to restore."""
+    net, info = load_checkpoint(checkpoint or default_checkpoint(), device=device)
+    if not info.is_trained:
+        say(
+            f"[bold yellow]WARNING:[/] checkpoint {info.name!r} is an UNTRAINED test network: "
+            "the output is noise"
+        )
+    return Restorer(Denoiser(net, sigma_data=info.sigma_data), sample_rate=info.sample_rate, device=device)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@dataclass
+class Job:
+    """One checked restoration: input, output, operator; with --simulate, the clean reference too."""
+
+    input: Path
+    output: Path
+    operator: Operator
+    info: audio.AudioInfo
+    clean: Path | None = None
+    plot: Path | None = None
+
+    def run(self, restorer: Restorer, options: RestoreOptions, progress: Progress | None = None) -> list[str]:
+        """Restore, then report (and score against the clean input with --simulate, and plot)."""
+        began = time.perf_counter()
+        report = restorer.restore_file(self.input, self.output, self.operator, options, progress)
+        lines = [_summary(self, report, time.perf_counter() - began)]
+        if self.clean is not None:
+            lines += score_lines(self.clean, self.input, self.output)
+        if self.plot is not None:
+            _plot(self, report)
+            lines.append(f"plot: {self.plot}")
+        return lines
+
+
+def prepare(
+    input: Path,
+    output: Path | None,
+    force: bool,
+    simulate: bool,
+    plot: Path | None,
+    build_operator: Callable[[audio.AudioInfo, Loader], Operator],
+    say: Say,
+) -> Job:
+    """Check the input and output paths, build the operator, and with ``simulate`` degrade the input."""
+    info = audio.probe(input)
+    audio.check_finite(input)
+    loaded: list[np.ndarray] = []
+
+    def samples() -> np.ndarray:
+        if not loaded:
+            loaded.append(sf.read(input, dtype="float32", always_2d=True)[0])
+        return loaded[0]
+
+    output = Path(output) if output is not None else default_output(input)
+    check_output(input, output, force)
+    if plot is not None:
+        check_output(input, plot, force)
+    _note_level(input, info, say)
+    operator = build_operator(info, samples)
+    if not simulate:
+        return Job(input, output, operator, info, plot=plot)
+    degraded = output.with_name(f"{input.stem}.degraded{output.suffix}")
+    check_output(input, degraded, force)
+    write_degraded(samples(), info, operator, degraded)
+    say(f"simulated: {operator.describe()} -> {degraded}")
+    return Job(degraded, output, operator, audio.probe(degraded), clean=input, plot=plot)
+
+
+def default_output(input: Path) -> Path:
+    """IN_STEM.restored.EXT beside the input."""
+    return input.with_name(f"{input.stem}.restored{input.suffix}")
+
+
+def check_output(input: Path, output: Path, force: bool) -> None:
+    """Refuse to write over the input, into a missing or unwritable folder, or over a file without force."""
+    if output.resolve() == input.resolve() or (output.exists() and os.path.samefile(output, input)):
+        raise ValueError(f"{output}: the output would overwrite the input; choose another --output")
+    folder = output.resolve().parent
+    if not folder.is_dir():
+        raise ValueError(f"{output}: the output folder {folder} does not exist")
+    if not writable(folder):
+        raise ValueError(f"{output}: the output folder {folder} is not writable")
+    if output.is_dir():
+        raise ValueError(f"{output}: is a directory; give a file name")
+    if output.exists() and not force:
+        raise ValueError(f"{output} exists: pass --force to overwrite it")
+
+
+def writable(folder: Path) -> bool:
+    """Whether files can be created in ``folder``."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _note_level(input: Path, info: audio.AudioInfo, say: Say) -> None:
+    """Say when a float file goes above 0 dBFS (accepted: the output keeps the level)."""
+    level = audio.peak(input)
+    if level > 1.0:
+        say(f"note: {input.name} peaks at {20 * np.log10(level):+.1f} dBFS (above full scale); accepted")
+
+
+def write_degraded(clean: np.ndarray, info: audio.AudioInfo, operator: Operator, path: Path) -> None:
+    """Apply the operator to every channel of the clean input and write the result atomically."""
+    x = torch.from_numpy(np.ascontiguousarray(clean.T, dtype=np.float64))
+    y = operator.at_rate(info.sample_rate)(x).numpy().T.astype(np.float32)
+    fmt, subtype = audio.output_format(info, path)
+    with audio.AtomicAudioWriter(path, info.sample_rate, info.channels, fmt, subtype) as writer:
+        writer.write(y)
+
+
+def score_lines(clean: Path, degraded: Path, restored: Path) -> list[str]:
+    """LSD and SI-SDR of the degraded and restored files against the clean one (channels averaged)."""
+    reference, _ = sf.read(clean, dtype="float64", always_2d=True)
+    lines = []
+    for label, path in (("degraded", degraded), ("restored", restored)):
+        estimate, _ = sf.read(path, dtype="float64", always_2d=True)
+        x, y = torch.from_numpy(reference.T), torch.from_numpy(estimate.T)
+        distance, ratio = float(lsd(x, y).mean()), float(si_sdr(x, y).mean())
+        lines.append(f"{label:>9}: LSD {distance:.3f}   SI-SDR {ratio:6.2f} dB")
+    return lines
+
+
+def _summary(job: Job, report: FileReport, seconds: float) -> str:
+    """One line: what was written and how."""
+    return (
+        f"wrote {job.output}: {report.operator}; {report.guidance.mode}"
+        f"{f' xi={report.guidance.xi:g}' if 'rg' in report.guidance.mode else ''}; "
+        f"{report.windows_restored}/{report.windows} windows restored in {seconds:.1f} s"
+        + (f"; {report.clipped_samples} samples clipped to full scale" if report.clipped_samples else "")
+    )
+
+
+def _plot(job: Job, report: FileReport) -> None:
+    """Spectrograms of the input and the output with the missing regions and the cutoff marked."""
+    from cqtrestore import plot
+
+    panels = []
+    for title, path in (("input", job.input), ("restored", job.output)):
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+        panels.append((title, samples.mean(axis=1), rate))
+    gaps = [(a / job.info.sample_rate, b / job.info.sample_rate) for a, b in gap_ranges(job.operator)]
+    parts = job.operator.operators if isinstance(job.operator, Compose) else (job.operator,)
+    cutoff = next((part.cutoff_hz for part in parts if isinstance(part, LowPass)), None)
+    plot.plot_comparison(job.plot, panels, regions=gaps, cutoff_hz=cutoff)
+
+
+# ---------------------------------------------------------------- the array API
+
+
+def restore(
+    samples: np.ndarray,
+    sample_rate: int,
+    operator: Operator,
+    checkpoint: str | None = None,
+    steps: int = 35,
+    seed: int = 0,
+    mode: str | None = None,
+    xi: float = 0.35,
+    device: str = "auto",
+    batch_size: int = 4,
+) -> np.ndarray:
+    """Restore audio (frames,) or (frames, channels) at ``sample_rate`` degraded by ``operator``."""
+    options = restore_options(operator, mode, xi, steps, seed, batch_size, device=device)
+    restorer = load_restorer(checkpoint, options.device, lambda message: None)
+    return restorer.restore(samples, sample_rate, operator, replace(options))

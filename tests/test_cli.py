@@ -1,0 +1,224 @@
+"""The restoration commands end to end on real files, with the tiny untrained `debug` prior (fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from cqtrestore import tasks
+from cqtrestore.cli import app
+from cqtrestore.operators import LowPass
+from cqtrestore.pipeline import Restorer
+
+RUN = ["--checkpoint", "debug", "--steps", "12", "--quiet"]  # few steps leave noise above the prior's level
+
+
+def piano_like(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """Decaying harmonic notes plus a little noise, RMS about 0.06, shape (frames, channels)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    out = np.zeros((t.size, channels))
+    for onset in np.arange(0, seconds, 0.4):
+        f0 = 110 * 2 ** (rng.integers(0, 36) / 12)
+        env = np.where(t >= onset, np.exp(-(t - onset) * 3), 0.0)
+        for k in range(1, 12):
+            if k * f0 < rate / 2:
+                out += (env * np.sin(2 * np.pi * k * f0 * t) / k)[:, None] * rng.uniform(0.5, 1, channels)
+    out += 1e-3 * rng.standard_normal(out.shape)
+    return (0.06 * out / np.sqrt(np.mean(out**2))).astype(np.float32)
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def wav44(tmp_path):
+    path = tmp_path / "in.wav"
+    sf.write(path, piano_like(4.0, 44100, channels=2), 44100, subtype="PCM_16")
+    return path
+
+
+def test_inpaint_keeps_every_observed_sample_and_the_file_format(wav44):
+    result = run("inpaint", wav44, "--gap", "1.2:1.5", "--gap", "2.5-2.7", *RUN)
+    assert result.exit_code == 0, result.output
+    out = wav44.with_name("in.restored.wav")
+    before, after = sf.read(wav44, dtype="int16"), sf.read(out, dtype="int16")
+    assert sf.info(out).subtype == "PCM_16" and after[1] == 44100 and after[0].shape == before[0].shape
+    mask = np.ones(before[0].shape[0], bool)
+    mask[round(1.2 * 44100) : round(1.5 * 44100)] = False
+    mask[round(2.5 * 44100) : round(2.7 * 44100)] = False
+    assert np.array_equal(after[0][mask], before[0][mask])
+    assert np.any(after[0][~mask] != 0)  # the gaps were filled
+
+
+def test_bwe_keeps_the_band_below_the_cutoff_and_the_input_above_the_model_band(tmp_path):
+    rate = 44100
+    x = piano_like(3.0, rate)[:, 0]
+    t = np.arange(x.size) / rate
+    lowpassed = LowPass(2000, rate)(torch.from_numpy(x[None].astype(np.float64)))[0].numpy()
+    tone = 0.01 * np.sin(2 * np.pi * 15000 * t)  # above 11.025 kHz: the model never sees it
+    source = tmp_path / "lp.flac"
+    sf.write(source, (lowpassed + tone).astype(np.float32), rate, subtype="PCM_24")
+    result = run("bwe", source, "--cutoff", "2k", *RUN)
+    assert result.exit_code == 0, result.output
+    out, _ = sf.read(tmp_path / "lp.restored.flac")
+    spectrum_in, spectrum_out = np.fft.rfft(lowpassed + tone), np.fft.rfft(out)
+    freqs = np.fft.rfftfreq(x.size, 1 / rate)
+    band = freqs < 1800
+    error = np.linalg.norm(spectrum_out[band] - spectrum_in[band]) / np.linalg.norm(spectrum_in[band])
+    assert error < 0.05
+    near = np.abs(freqs - 15000) < 5
+    assert np.abs(spectrum_out[near]).max() == pytest.approx(np.abs(spectrum_in[near]).max(), rel=0.05)
+    assert sf.info(tmp_path / "lp.restored.flac").subtype == "PCM_24"
+
+
+def test_declip_simulate_writes_degraded_and_scores(tmp_path):
+    source = tmp_path / "clean.wav"
+    sf.write(source, piano_like(3.0, 22050), 22050, subtype="FLOAT")
+    result = CliRunner().invoke(
+        app, ["declip", str(source), "--sdr", "3", "--checkpoint", "debug", "--steps", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    degraded, _ = sf.read(tmp_path / "clean.degraded.wav")
+    clean, _ = sf.read(source)
+    assert np.abs(degraded).max() < np.abs(clean).max()
+    assert "SI-SDR" in result.output and "restored" in result.output
+    assert "UNTRAINED" in result.output  # the debug prior says so loudly
+
+
+def test_declip_drops_the_band_above_the_model_band(tmp_path):
+    rate = 48000
+    x = piano_like(2.0, rate)[:, 0]
+    source = tmp_path / "c.wav"
+    sf.write(source, np.clip(x, -0.05, 0.05), rate, subtype="FLOAT")
+    assert run("declip", source, "--threshold", "0.05", *RUN).exit_code == 0
+    out, _ = sf.read(tmp_path / "c.restored.wav")
+    spectrum = np.abs(np.fft.rfft(out))
+    freqs = np.fft.rfftfreq(out.size, 1 / rate)
+    assert spectrum[freqs > 12000].max() < 1e-3 * spectrum.max()
+
+
+def test_restore_composite_and_auto_detection(tmp_path):
+    rate = 22050
+    x = piano_like(3.0, rate)[:, 0].astype(np.float64)
+    y = LowPass(3000, rate)(torch.from_numpy(np.clip(x, -0.08, 0.08)[None]))[0].numpy()
+    source = tmp_path / "both.wav"
+    sf.write(source, y.astype(np.float32), rate, subtype="FLOAT")
+    result = CliRunner().invoke(
+        app,
+        [
+            "restore",
+            str(source),
+            "--lowpass",
+            "auto",
+            "--clip",
+            "0.08",
+            "--checkpoint",
+            "debug",
+            "--steps",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "auto cutoff" in result.output and "then" in result.output  # the composite operator is described
+
+
+def test_python_api_restores_an_array_of_any_shape():
+    import cqtrestore
+
+    audio = piano_like(1.0, 16000, channels=2)
+    out = cqtrestore.restore(audio, 16000, cqtrestore.Gap([(0.3, 0.5)], 16000), checkpoint="debug", steps=2)
+    assert out.shape == audio.shape and np.all(np.isfinite(out))
+    outside = np.r_[0 : round(0.3 * 16000), round(0.5 * 16000) : audio.shape[0]]
+    assert np.allclose(out[outside], audio[outside], atol=1e-6)
+
+
+def test_interrupt_leaves_no_output(wav44, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Restorer, "restore_windows", interrupted)
+    result = run("bwe", wav44, "--cutoff", "3k", *RUN)
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert [p.name for p in wav44.parent.iterdir()] == ["in.wav"]
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2, no output
+
+
+def _bad_inputs(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, piano_like(3.0, 22050), 22050)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("this is not audio\n" * 10)
+    (tmp_path / "cut.wav").write_bytes(good.read_bytes()[:30])
+    sf.write(tmp_path / "zero.wav", np.zeros((0, 1), np.float32), 22050)
+    nan = piano_like(1.0, 22050)
+    nan[100] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 22050, subtype="FLOAT")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "exists.wav").write_bytes(b"x")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    return {
+        "missing file": (["bwe", tmp_path / "nope.wav", "--cutoff", "3k"], "nope.wav"),
+        "directory": (["bwe", tmp_path / "folder", "--cutoff", "3k"], "folder"),
+        "empty file": (["bwe", tmp_path / "empty.wav", "--cutoff", "3k"], "empty"),
+        "not audio": (["bwe", tmp_path / "text.wav", "--cutoff", "3k"], "text.wav"),
+        "truncated header": (["bwe", tmp_path / "cut.wav", "--cutoff", "3k"], "cut.wav"),
+        "zero samples": (["bwe", tmp_path / "zero.wav", "--cutoff", "3k"], "no samples"),
+        "nan samples": (["bwe", tmp_path / "nan.wav", "--cutoff", "3k"], "NaN"),
+        "output is input": (["bwe", good, "--cutoff", "3k", "-o", good], "overwrite the input"),
+        "unwritable folder": (["bwe", good, "--cutoff", "3k", "-o", locked / "o.wav"], "not writable"),
+        "missing folder": (
+            ["bwe", good, "--cutoff", "3k", "-o", tmp_path / "no" / "o.wav"],
+            "does not exist",
+        ),
+        "output exists": (["bwe", good, "--cutoff", "3k", "-o", tmp_path / "exists.wav"], "--force"),
+        "gap outside file": (["inpaint", good, "--gap", "2.9:3.5"], "after the file"),
+        "gaps overlap": (["inpaint", good, "--gap", "1:1.5", "--gap", "1.4:1.6"], "overlap"),
+        "empty gap": (["inpaint", good, "--gap", "1.5:1.5"], "after the start"),
+        "gap too long": (["inpaint", good, "--gap", "0.2:2.8"], "at most"),
+        "cutoff zero": (["bwe", good, "--cutoff", "0"], "positive"),
+        "cutoff at nyquist": (["bwe", good, "--cutoff", "11.025k"], "Nyquist"),
+        "cutoff junk": (["bwe", good, "--cutoff", "3kk"], "3kk"),
+        "unknown checkpoint": (["bwe", good, "--cutoff", "3k", "--checkpoint", "piano-huge"], "piano-small"),
+        "corrupt checkpoint": (
+            ["bwe", good, "--cutoff", "3k", "--checkpoint", tmp_path / "bad.safetensors"],
+            "bad",
+        ),
+        "dc for clipping": (["declip", good, "--threshold", "0.1", "--mode", "dc"], "--mode rg"),
+        "bad mode": (["bwe", good, "--cutoff", "3k", "--mode", "xx"], "mode"),
+        "not clipped": (["declip", good], "does not look clipped"),
+        "cuda absent": (["bwe", good, "--cutoff", "3k", "--device", "cuda"], "CUDA"),
+    }
+
+
+CASES = [
+    "missing file", "directory", "empty file", "not audio", "truncated header", "zero samples", "nan samples",
+    "output is input", "unwritable folder", "missing folder", "output exists", "gap outside file",
+    "gaps overlap", "empty gap", "gap too long", "cutoff zero", "cutoff at nyquist", "cutoff junk",
+    "unknown checkpoint", "corrupt checkpoint", "dc for clipping", "bad mode", "not clipped", "cuda absent",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path, case, monkeypatch):
+    if case == "cuda absent" and torch.cuda.is_available():
+        pytest.skip("CUDA is present")
+    if case == "unwritable folder":  # root may write anywhere: the check must see a read-only folder
+        monkeypatch.setattr(tasks, "writable", lambda folder: False)
+    args, expected = _bad_inputs(tmp_path)[case]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(app, [str(a) for a in args] + ["--steps", "2"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert expected in lines[0]
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
