@@ -127,6 +127,18 @@ def test_restore_composite_and_auto_detection(tmp_path):
     assert "auto cutoff" in result.output and "then" in result.output  # the composite operator is described
 
 
+def test_float_input_above_full_scale_is_accepted_and_said(tmp_path):
+    source = tmp_path / "hot.wav"
+    sf.write(source, 25 * piano_like(3.0, 22050), 22050, subtype="FLOAT")  # peaks well above 1.0
+    result = CliRunner().invoke(
+        app, ["bwe", str(source), "--cutoff", "3k", "--checkpoint", "debug", "--steps", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "above full scale" in result.output
+    out, _ = sf.read(tmp_path / "hot.restored.wav")
+    assert sf.info(tmp_path / "hot.restored.wav").subtype == "FLOAT" and np.abs(out).max() > 1.0
+
+
 def test_python_api_restores_an_array_of_any_shape():
     import cqtrestore
 

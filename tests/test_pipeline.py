@@ -1,0 +1,106 @@
+"""The file pipeline around the sampler: resampling both ways, windows, crossfades, batching, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from cqtrestore.checkpoints import load_checkpoint
+from cqtrestore.diffusion import Denoiser, SamplerOptions
+from cqtrestore.operators import Clip, Compose, Gap, LowPass
+from cqtrestore.pipeline import WINDOW, RestoreOptions, Restorer, _batches
+
+RATE = 22050
+
+
+@pytest.fixture(scope="module")
+def restorer() -> Restorer:
+    net, info = load_checkpoint("debug")
+    return Restorer(Denoiser(net, info.sigma_data), info.sample_rate)
+
+
+def tones(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    mono = 0.1 * np.sin(2 * np.pi * 330 * t) + 0.05 * np.sin(2 * np.pi * 1234.5 * t + 1)
+    return np.stack([mono * (1 - 0.2 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def test_unchanged_windows_give_back_the_input_through_every_pass(restorer, monkeypatch, tmp_path):
+    """Windows returned as they came: resample down, window, crossfade, resample up, combine = input."""
+    monkeypatch.setattr(Restorer, "restore_windows", lambda self, y, operator, options, seed: y.clone())
+    audio = tones(9.0, 44100, channels=2)  # 4 windows at the model rate, 3 crossfades
+    out = restorer.restore(audio, 44100, LowPass(5000, 44100), RestoreOptions(normalize=True))
+    assert out.shape == audio.shape
+    interior = slice(2000, -2000)  # resampy's zero-padded edges
+    assert np.max(np.abs(out[interior] - audio[interior])) < 2e-4 * np.max(np.abs(audio))
+
+
+def test_windows_that_differ_are_crossfaded_without_a_jump(restorer, monkeypatch):
+    """Each window comes back as a different constant: the output moves smoothly between them."""
+    calls = []
+
+    def constant(self, y, operator, options, seed):
+        calls.append(seed)
+        return torch.full_like(y, 0.01 * len(calls))
+
+    monkeypatch.setattr(Restorer, "restore_windows", constant)
+    audio = np.zeros((round(12.0 * RATE), 1), np.float32)
+    options = RestoreOptions(batch_size=1, normalize=False)
+    out = restorer.restore(audio, RATE, Clip(0.5), options)[:, 0]
+    assert len(calls) >= 4
+    steps = np.abs(np.diff(out))
+    overlap = options.overlap
+    assert steps.max() <= 0.01 * np.pi / (2 * overlap) * 1.01  # a sin^2 fade of a 0.01 step, nothing more
+    assert np.all(np.diff(out) >= -1e-9)  # monotone: each later window holds a larger constant
+
+
+def test_windows_without_a_gap_are_not_sampled(restorer, monkeypatch):
+    seen = []
+    original = Restorer.restore_windows
+
+    def counting(self, y, operator, options, seed):
+        seen.append((y.shape[0], operator.describe()))
+        return original(self, y, operator, options, seed)
+
+    monkeypatch.setattr(Restorer, "restore_windows", counting)
+    audio = tones(20.0, RATE)
+    options = RestoreOptions(sampler=SamplerOptions(steps=2))
+    out = restorer.restore(audio, RATE, Gap([(10.0, 10.3)], RATE), options)
+    assert len(seen) == 1 and seen[0][0] == 1  # one window, one channel
+    mask = np.ones(audio.shape[0], bool)
+    mask[10 * RATE : round(10.3 * RATE)] = False
+    assert np.array_equal(out[mask], audio[mask])
+
+
+def test_same_seed_same_output_other_seed_other_output(restorer):
+    audio = tones(3.0, RATE)
+    operator = LowPass(2000, RATE)
+    options = RestoreOptions(sampler=SamplerOptions(steps=2))
+
+    def run(seed: int) -> np.ndarray:
+        return restorer.restore(audio, RATE, operator, RestoreOptions(sampler=options.sampler, seed=seed))
+
+    assert np.array_equal(run(1), run(1))
+    assert not np.array_equal(run(1), run(2))
+
+
+def test_batches_group_windows_that_share_an_operator():
+    starts = [0, 57344, 114688, 172032]
+    gaps = Gap.from_samples([(20000, 21000), (190000, 191000)], RATE)
+    batches = list(_batches(starts, 1, gaps, batch_size=4))
+    restored = [sorted(b.restored) for b in batches]
+    assert restored == [[0], [3]]  # different local gaps never share a batch; windows 1, 2 pass through
+    assert sorted(i for b in batches for i in b.indices) == [0, 1, 2, 3]
+    plain = list(_batches(starts, 2, Compose(Clip(0.1)), batch_size=4))
+    assert [sorted(b.restored) for b in plain] == [[0, 1], [2, 3]]  # 2 windows x 2 channels per batch
+
+
+def test_window_count_follows_the_layout(restorer, tmp_path):
+    path = tmp_path / "x.wav"
+    sf.write(path, tones(5.0, RATE), RATE)
+    report = restorer.restore_file(
+        path, tmp_path / "y.wav", LowPass(3000, RATE), RestoreOptions(sampler=SamplerOptions(steps=2))
+    )
+    assert report.windows == 2 and report.windows_restored == 2 and WINDOW == 65536
