@@ -358,16 +358,13 @@ app.add_typer(checkpoints_app, name="checkpoints")
 @checkpoints_app.command("list")
 def checkpoints_list() -> None:
     """List the registered checkpoints (the default is marked)."""
-    from rich.table import Table
-
     from cqtrestore.checkpoints import default_checkpoint, list_checkpoints
 
-    table = Table("name", "preset", "rate", "source", "description", box=None)
     default = default_checkpoint()
     for entry in list_checkpoints():
         name = f"{entry.name} (default)" if entry.name == default else entry.name
-        table.add_row(name, entry.preset, str(entry.sample_rate), entry.source, entry.description)
-    Console(soft_wrap=False).print(table)
+        typer.echo(f"{name}: preset {entry.preset}, {entry.sample_rate} Hz, {entry.source}")
+        typer.echo(f"    {entry.description}; licence: {entry.licence}")
 
 
 @checkpoints_app.command("download")

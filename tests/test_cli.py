@@ -234,3 +234,52 @@ def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path, case, monkeypat
     assert expected in lines[0]
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_auto_gaps_and_plot(tmp_path):
+    audio = piano_like(4.0, 22050)
+    audio[round(1.5 * 22050) : round(1.7 * 22050)] = 0.0  # a digital-silence dropout
+    source = tmp_path / "drop.wav"
+    sf.write(source, audio, 22050, subtype="FLOAT")
+    plot = tmp_path / "drop.png"
+    result = CliRunner().invoke(
+        app,
+        [
+            "inpaint",
+            str(source),
+            "--gap",
+            "auto",
+            "--plot",
+            str(plot),
+            "--checkpoint",
+            "debug",
+            "--steps",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "auto gaps: 1.500 s-1.700 s" in result.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out, _ = sf.read(tmp_path / "drop.restored.wav")
+    assert np.any(out[round(1.55 * 22050) : round(1.65 * 22050)] != 0)
+
+
+def test_declip_detects_the_threshold(tmp_path):
+    source = tmp_path / "clipped.wav"
+    sf.write(source, np.clip(piano_like(3.0, 22050), -0.07, 0.07), 22050, subtype="FLOAT")
+    result = CliRunner().invoke(app, ["declip", str(source), "--checkpoint", "debug", "--steps", "4"])
+    assert result.exit_code == 0, result.output
+    assert "auto threshold: clipped at |x| = 0.07" in result.output
+
+
+def test_checkpoints_commands():
+    listing = run("checkpoints", "list")
+    assert (
+        listing.exit_code == 0
+        and "piano-small (default)" in listing.output
+        and "cqtdiff-paper" in listing.output
+    )
+    verified = run("checkpoints", "verify", "piano-small")
+    assert verified.exit_code == 0 and "piano-small: OK" in verified.output
+    unknown = run("checkpoints", "download", "piano-huge")
+    assert unknown.exit_code == 2 and "unknown checkpoint 'piano-huge'" in unknown.output
