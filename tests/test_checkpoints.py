@@ -222,7 +222,9 @@ def test_bad_registries_are_rejected(text, problem):
 
 def test_shipped_registry_parses_like_a_good_one():
     good = parse_registry(GOOD)
-    assert good.default == "good" and good.entries["good"] == entry("good", preset="small", description="test entry")
+    assert good.default == "good" and good.entries["good"] == entry(
+        "good", preset="small", description="test entry"
+    )
     assert load_registry().entries == load_registry(REPO_ROOT / "checkpoints.toml").entries
 
 
