@@ -41,3 +41,10 @@ def relative_error(ours, reference) -> float:
     ours = ours.detach().cpu().numpy() if isinstance(ours, torch.Tensor) else np.asarray(ours)
     reference = np.asarray(reference)
     return float(np.linalg.norm((ours - reference).ravel()) / np.linalg.norm(reference.ravel()))
+
+
+@pytest.fixture(autouse=True)
+def _denormals_as_usual():
+    """Training flushes denormals to zero (fast on CPU); do not let that leak into later tests."""
+    yield
+    torch.set_flush_denormal(False)
