@@ -133,7 +133,9 @@ MODE = typer.Option(
 XI = typer.Option(0.35, "--xi", help="Reconstruction-guidance step xi' (paper: 0.35).")
 SEED = typer.Option(0, "--seed", help="Random seed (same seed, batch size and device: same output).")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
-BATCH = typer.Option(4, "--batch-size", help="Windows (x channels) restored together.")
+BATCH = typer.Option(
+    None, "--batch-size", help="Windows (x channels) restored together (default: 1 on CPU, 8 on CUDA)."
+)
 OVERLAP = typer.Option(0.37, "--overlap", help="Crossfade between 2.97-s windows, in seconds.")
 FORCE = typer.Option(False, "--force", help="Overwrite an existing output file.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Print only errors.")
@@ -158,7 +160,7 @@ class _Common:
     xi: float
     seed: int
     device: str
-    batch_size: int
+    batch_size: int | None
     overlap: float
     force: bool
     quiet: bool
@@ -179,7 +181,7 @@ def bwe(
     xi: float = XI,
     seed: int = SEED,
     device: str = DEVICE,
-    batch_size: int = BATCH,
+    batch_size: int | None = BATCH,
     overlap: float = OVERLAP,
     force: bool = FORCE,
     quiet: bool = QUIET,
@@ -209,7 +211,7 @@ def inpaint(
     xi: float = XI,
     seed: int = SEED,
     device: str = DEVICE,
-    batch_size: int = BATCH,
+    batch_size: int | None = BATCH,
     overlap: float = OVERLAP,
     force: bool = FORCE,
     quiet: bool = QUIET,
@@ -241,7 +243,7 @@ def declip(
     xi: float = XI,
     seed: int = SEED,
     device: str = DEVICE,
-    batch_size: int = BATCH,
+    batch_size: int | None = BATCH,
     overlap: float = OVERLAP,
     force: bool = FORCE,
     quiet: bool = QUIET,
@@ -270,7 +272,7 @@ def restore(
     xi: float = XI,
     seed: int = SEED,
     device: str = DEVICE,
-    batch_size: int = BATCH,
+    batch_size: int | None = BATCH,
     overlap: float = OVERLAP,
     force: bool = FORCE,
     quiet: bool = QUIET,

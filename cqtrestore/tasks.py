@@ -138,11 +138,12 @@ def restore_options(
     xi: float = 0.35,
     steps: int = 35,
     seed: int = 0,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     overlap_s: float = 0.37,
     device: str = "auto",
 ) -> RestoreOptions:
     """Validated options; ``mode`` None takes the paper's choice for the operator."""
+    device = pick_device(device)
     guidance = GuidanceOptions(mode, xi) if mode else default_guidance(operator, xi)
     if "dc" in guidance.mode.split("+") and not operator.has_projection:
         raise ValueError(f"{operator.describe()} has no data-consistency step: use --mode rg")
@@ -152,9 +153,11 @@ def restore_options(
         guidance=guidance,
         sampler=SamplerOptions(steps=steps),
         seed=seed,
-        batch_size=batch_size,
+        batch_size=batch_size
+        if batch_size is not None
+        else (8 if device == "cuda" else 1),  # CPU: 1 is fastest
         overlap=round(overlap_s * MODEL_RATE),
-        device=pick_device(device),
+        device=device,
     )
 
 
@@ -329,7 +332,7 @@ def restore(
     mode: str | None = None,
     xi: float = 0.35,
     device: str = "auto",
-    batch_size: int = 4,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Restore audio (frames,) or (frames, channels) at ``sample_rate`` degraded by ``operator``."""
     options = restore_options(operator, mode, xi, steps, seed, batch_size, device=device)
