@@ -1,13 +1,13 @@
 """Real-time factor and peak memory of `cqtrestore bwe` on a short and a long file (issue: memory constant in
 file length, target ratio <= 1.2 between a 10-min and a 10-s file).
 
-    python bench/restore_file.py                                  # 10 s and 10 min, T=35 and T=2
-    python bench/restore_file.py --durations 10 600 --steps 2 --checkpoint piano-small --json out.json
+    python bench/restore_file.py --durations 10 --steps 35               # real-time factor at the paper's T
+    python bench/restore_file.py --durations 10 600 --steps 2 --channels 1 --json out.json   # memory ratio
 
 Input: piano from the corpus valid split (`--data`, concatenated and looped), or piano-like synthetic tones
-when that folder is absent, written as 44.1 kHz stereo 16-bit WAV and lowpassed at 3 kHz, so the run goes
-through the whole path (resampling both ways, windows, crossfade, atomic write). Every run is a fresh
-`python -m cqtrestore bwe` process; its peak resident memory comes from `getrusage(RUSAGE_CHILDREN)`
+when that folder is absent, written as 44.1 kHz 16-bit WAV (stereo, or mono with `--channels 1`) and
+lowpassed at 3 kHz, so the run goes through the whole path (resampling both ways, windows, crossfade,
+atomic write). Every run is a fresh `python -m cqtrestore bwe` process; its peak resident memory comes from `getrusage(RUSAGE_CHILDREN)`
 (each measurement in its own parent process, so the figures do not mix).
 """
 
@@ -28,8 +28,8 @@ import soundfile as sf
 RATE = 44100
 
 
-def make_input(path: Path, seconds: float, data: Path) -> None:
-    """A lowpassed stereo piano file of ``seconds`` at 44.1 kHz (written block by block)."""
+def make_input(path: Path, seconds: float, data: Path, channels: int = 2) -> None:
+    """A lowpassed piano file of ``seconds`` at 44.1 kHz, mono or stereo (written block by block)."""
     import resampy
     import torch
 
@@ -43,12 +43,12 @@ def make_input(path: Path, seconds: float, data: Path) -> None:
     signal = np.concatenate(pool)
     frames = round(seconds * RATE)
     lowpass = LowPass(3000, RATE)
-    with sf.SoundFile(path, "w", RATE, 2, subtype="PCM_16") as sink:
+    with sf.SoundFile(path, "w", RATE, channels, subtype="PCM_16") as sink:
         for start in range(0, frames, RATE * 60):
             n = min(RATE * 60, frames - start)
             block = np.resize(np.roll(signal, -start), n)
             mono = lowpass(torch.from_numpy(block[None].astype(np.float64)))[0].numpy()
-            sink.write(np.stack([mono, 0.8 * mono], axis=1))
+            sink.write(np.stack([mono, 0.8 * mono][:channels], axis=1))
 
 
 def measure(path: Path, checkpoint: str, steps: int, threads: int) -> dict:
@@ -84,13 +84,14 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="piano-small")
     parser.add_argument("--data", type=Path, default=Path("data/piano/valid"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--channels", type=int, default=2, choices=(1, 2))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for seconds in args.durations:
             path = Path(folder) / f"in-{seconds:g}s.wav"
-            make_input(path, seconds, args.data)
+            make_input(path, seconds, args.data, args.channels)
             for steps in args.steps:
                 row = measure(path, args.checkpoint, steps, args.threads)
                 rows.append(row)
