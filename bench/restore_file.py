@@ -7,7 +7,8 @@ file length, target ratio <= 1.2 between a 10-min and a 10-s file).
 Input: piano from the corpus valid split (`--data`, concatenated and looped), or piano-like synthetic tones
 when that folder is absent, written as 44.1 kHz 16-bit WAV (stereo, or mono with `--channels 1`) and
 lowpassed at 3 kHz, so the run goes through the whole path (resampling both ways, windows, crossfade,
-atomic write). Every run is a fresh `python -m cqtrestore bwe` process; its peak resident memory comes from `getrusage(RUSAGE_CHILDREN)`
+atomic write). Every run is a fresh `python -m cqtrestore bwe` process; its peak resident memory comes
+from `getrusage(RUSAGE_CHILDREN)`
 (each measurement in its own parent process, so the figures do not mix).
 """
 
