@@ -125,11 +125,12 @@ class CQT(nn.Module):
             index, analysis, synthesis = gather_tables(
                 self.sample_rate, length, self.bins_per_octave, self.octaves
             )
-            self._tables[key] = (
-                torch.as_tensor(index, device=device),
-                torch.as_tensor(analysis, dtype=dtype, device=device),
-                torch.as_tensor(synthesis, dtype=dtype, device=device),
-            )
+            with torch.inference_mode(False):  # a cache made under inference mode could not serve autograd
+                self._tables[key] = (
+                    torch.as_tensor(index, device=device),
+                    torch.as_tensor(analysis, dtype=dtype, device=device),
+                    torch.as_tensor(synthesis, dtype=dtype, device=device),
+                )
         return self._tables[key]
 
     def forward(self, x: Tensor) -> Tensor:

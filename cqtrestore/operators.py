@@ -148,7 +148,8 @@ class LowPass(Operator):
         """The (numtaps,) impulse response, designed in float64 and cached per dtype and device."""
         key = (dtype, torch.device(device) if device is not None else torch.device("cpu"))
         if key not in self._taps:
-            self._taps[key] = torch.as_tensor(self._design(), dtype=dtype, device=key[1])
+            with torch.inference_mode(False):  # a cache made in inference mode could not serve autograd later
+                self._taps[key] = torch.as_tensor(self._design(), dtype=dtype, device=key[1])
         return self._taps[key]
 
     def _design(self) -> np.ndarray:
@@ -164,7 +165,8 @@ class LowPass(Operator):
         if key not in self._spectra:
             if len(self._spectra) >= 8:
                 self._spectra.clear()
-            self._spectra[key] = torch.fft.rfft(self.taps(dtype, device), n_fft)
+            with torch.inference_mode(False):  # usable by reconstruction guidance after a DC run
+                self._spectra[key] = torch.fft.rfft(self.taps(dtype, device), n_fft)
         return self._spectra[key]
 
     def __call__(self, x: Tensor) -> Tensor:

@@ -104,3 +104,20 @@ def test_window_count_follows_the_layout(restorer, tmp_path):
         path, tmp_path / "y.wav", LowPass(3000, RATE), RestoreOptions(sampler=SamplerOptions(steps=2))
     )
     assert report.windows == 2 and report.windows_restored == 2 and WINDOW == 65536
+
+
+def test_dc_then_rg_in_one_process(restorer):
+    """Caches built under inference mode (DC) must still serve autograd (RG) afterwards."""
+    from cqtrestore.guidance import GuidanceOptions
+    from cqtrestore.pipeline import restore_segments
+
+    fresh_net, info = load_checkpoint("debug")
+    denoiser = Denoiser(fresh_net, info.sigma_data)
+    y = LowPass(2000, RATE)(0.05 * torch.randn(1, 4096, generator=torch.Generator().manual_seed(0)))
+    fresh = LowPass(2000, RATE)  # new operator: its caches are first built in inference mode
+    sampler = SamplerOptions(steps=2)
+    restore_segments(denoiser, fresh, y, GuidanceOptions("dc"), sampler, torch.Generator().manual_seed(0))
+    out = restore_segments(
+        denoiser, fresh, y, GuidanceOptions("rg"), sampler, torch.Generator().manual_seed(0)
+    )
+    assert torch.isfinite(out).all()
