@@ -51,11 +51,30 @@ def train(
     log_every: int = typer.Option(50, help="Steps between log lines."),
     save_every: int = typer.Option(500, help="Steps between validation and checkpoints."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: its default)."),
+    workers: int = typer.Option(0, help="Processes reading crops in the background (0: none)."),
+    sigma_distribution: str = typer.Option(
+        "rho", help="Training noise levels: rho (the paper's) or lognormal (EDM's, ln σ ~ N(p_mean, p_std²))."
+    ),
+    p_mean: float = typer.Option(-1.2, help="Mean of ln σ with --sigma-distribution lognormal."),
+    p_std: float = typer.Option(1.2, help="Standard deviation of ln σ with --sigma-distribution lognormal."),
+    sample_every: int = typer.Option(
+        0,
+        help="Steps between an unconditional and a 3 kHz bandwidth-extension sample in OUT/samples (0: off).",
+    ),
+    sample_steps: int = typer.Option(35, help="Sampler steps of those samples."),
+    bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast (CUDA GPUs only)."),
+    compile_net: bool = typer.Option(
+        False, "--compile", help="torch.compile the network (helps mainly on GPUs)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
 ) -> None:
-    """Train a diffusion prior on a folder of audio (EDM loss, Adam, EMA; resumable)."""
+    """Train a diffusion prior on a folder of audio (EDM loss, Adam, EMA; resumable).
+
+    Multi-GPU: torchrun --nproc_per_node N -m cqtrestore train ... (--batch-size is the global batch)."""
+    import torch
+
     from cqtrestore.data import DataError
-    from cqtrestore.train import TrainConfig
+    from cqtrestore.train import TrainConfig, TrainError
     from cqtrestore.train import train as run_training
 
     try:
@@ -73,12 +92,29 @@ def train(
             log_every=log_every,
             save_every=save_every,
             threads=threads,
+            workers=workers,
+            sigma_distribution=sigma_distribution,
+            p_mean=p_mean,
+            p_std=p_std,
+            sample_every=sample_every,
+            sample_steps=sample_steps,
+            bf16=bf16,
+            compile=compile_net,
         )
     except ValueError as error:
         raise fail(str(error)) from None
+    if compile_net and not torch.cuda.is_available():
+        err.print("warning: --compile mainly helps on GPUs; on a CPU the first steps are slow to compile")
 
     def show(record: dict) -> None:
-        if "loss" in record:
+        if record.get("event") == "start":
+            skipped = ", ".join(f"{n} {why}" for why, n in record["skipped"].items() if n)
+            err.print(
+                f"{record['train_files']} training and {record['valid_files']} validation files"
+                + (f" (skipped: {skipped})" if skipped else "")
+                + f", {record['parameters']:,} parameters, {record['processes']} process(es)"
+            )
+        elif "loss" in record:
             err.print(f"step {record['step']:>7}  loss {record['loss']:.4f}  {record['it_per_s']:.2f} it/s")
         elif "valid" in record:
             err.print(
@@ -88,8 +124,13 @@ def train(
 
     try:
         path = run_training(config, data_dir, out, resume=resume, on_log=show, valid_dir=valid_dir)
-    except (DataError, FileExistsError) as error:
+    except (DataError, TrainError, FileExistsError) as error:
         raise fail(str(error)) from None
+    if torch.distributed.is_initialized():  # under torchrun: every rank got here, only rank 0 reports
+        rank = torch.distributed.get_rank()
+        torch.distributed.destroy_process_group()
+        if rank:
+            return
     err.print(f"checkpoint: {path}")
 
 
@@ -113,12 +154,17 @@ def export(
 
 # ------------------------------------------------------------------ restoration commands
 
-INPUT = typer.Argument(..., help="Audio file to restore (WAV, FLAC, OGG, MP3; any rate, any channels).")
+INPUT = typer.Argument(
+    ...,
+    help="Audio file to restore (WAV, FLAC, OGG, MP3; any rate, any channels), or a folder or quoted "
+    "glob ('recordings/**/*.wav') to restore every audio file in it.",
+)
 OUTPUT = typer.Option(
     None,
     "--output",
     "-o",
-    help="Output file (default: IN_STEM.restored.EXT beside the input; never the input).",
+    help="Output file (default: IN_STEM.restored.EXT beside the input; never the input); for a folder, the "
+    "output folder where the input tree is mirrored (default: FOLDER.restored beside it).",
 )
 CHECKPOINT = typer.Option(
     None,
@@ -131,14 +177,30 @@ MODE = typer.Option(
     None, "--mode", help="Conditioning: dc, rg or dc+rg (default per task: bwe dc, inpaint dc+rg, declip rg)."
 )
 XI = typer.Option(0.35, "--xi", help="Reconstruction-guidance step xi' (paper: 0.35).")
-SEED = typer.Option(0, "--seed", help="Random seed (same seed, batch size and device: same output).")
+SEED = typer.Option(
+    0,
+    "--seed",
+    help="Random seed (same seed, batch size and device: same output). In a folder each file's seed comes "
+    "from this and the file's path relative to the folder, so it does not depend on the other files.",
+)
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
 BATCH = typer.Option(
     None, "--batch-size", help="Windows (x channels) restored together (default: 1 on CPU, 8 on CUDA)."
 )
 OVERLAP = typer.Option(0.37, "--overlap", help="Crossfade between 2.97-s windows, in seconds.")
-FORCE = typer.Option(False, "--force", help="Overwrite an existing output file.")
-QUIET = typer.Option(False, "--quiet", "-q", help="Print only errors.")
+FORCE = typer.Option(
+    False,
+    "--force",
+    "--overwrite",
+    help="Overwrite an existing output file; for a folder, redo outputs already complete.",
+)
+FORMAT = typer.Option(
+    None, "--format", help="Folder input: write every output in this format (wav, flac, ogg, aiff)."
+)
+REPORT = typer.Option(
+    None, "--report", help="Folder input: also write the summary and every file's outcome as JSON here."
+)
+QUIET = typer.Option(False, "--quiet", "-q", help="Print only errors (and, for a folder, the final summary).")
 SIMULATE = typer.Option(
     False,
     "--simulate",
@@ -166,6 +228,8 @@ class _Common:
     quiet: bool
     simulate: bool
     plot: Path | None
+    format: str | None
+    report: Path | None
 
 
 @app.command()
@@ -187,12 +251,18 @@ def bwe(
     quiet: bool = QUIET,
     simulate: bool = SIMULATE,
     plot: Path | None = PLOT,
+    format: str | None = FORMAT,
+    report: Path | None = REPORT,
 ) -> None:
     """Bandwidth extension: the input was lowpassed; regenerate the missing highs."""
     from cqtrestore import tasks
 
     common = _Common(**_common(locals()))
-    _run(common, lambda info, samples: tasks.lowpass_operator(cutoff, info, samples, _say(common)))
+    _run(
+        common,
+        lambda info, samples: tasks.lowpass_operator(cutoff, info, samples, _say(common)),
+        {"task": "bwe", "cutoff": cutoff},
+    )
 
 
 @app.command()
@@ -217,12 +287,18 @@ def inpaint(
     quiet: bool = QUIET,
     simulate: bool = SIMULATE,
     plot: Path | None = PLOT,
+    format: str | None = FORMAT,
+    report: Path | None = REPORT,
 ) -> None:
     """Inpainting: fill missing time ranges (up to about 1.5 s each) from their context."""
     from cqtrestore import tasks
 
     common = _Common(**_common(locals()))
-    _run(common, lambda info, samples: tasks.gap_operator(gap, info, samples, _say(common)))
+    _run(
+        common,
+        lambda info, samples: tasks.gap_operator(gap, info, samples, _say(common)),
+        {"task": "inpaint", "gap": list(gap)},
+    )
 
 
 @app.command()
@@ -249,12 +325,18 @@ def declip(
     quiet: bool = QUIET,
     simulate: bool = SIMULATE,
     plot: Path | None = PLOT,
+    format: str | None = FORMAT,
+    report: Path | None = REPORT,
 ) -> None:
     """Declipping: reconstruct the peaks of a hard-clipped recording."""
     from cqtrestore import tasks
 
     common = _Common(**{**_common(locals()), "simulate": simulate or sdr is not None})
-    _run(common, lambda info, samples: tasks.clip_operator(threshold, sdr, info, samples, _say(common)))
+    _run(
+        common,
+        lambda info, samples: tasks.clip_operator(threshold, sdr, info, samples, _say(common)),
+        {"task": "declip", "threshold": threshold, "sdr": sdr},
+    )
 
 
 @app.command()
@@ -278,6 +360,8 @@ def restore(
     quiet: bool = QUIET,
     simulate: bool = SIMULATE,
     plot: Path | None = PLOT,
+    format: str | None = FORMAT,
+    report: Path | None = REPORT,
 ) -> None:
     """Several degradations at once (clipped, then lowpassed, with gaps) through one composite operator."""
     from cqtrestore import tasks
@@ -286,6 +370,7 @@ def restore(
     _run(
         common,
         lambda info, samples: tasks.composite_operator(lowpass, clip, gap, info, samples, _say(common)),
+        {"task": "restore", "lowpass": lowpass, "clip": clip, "gap": list(gap)},
     )
 
 
@@ -299,15 +384,19 @@ def _say(common: _Common):  # noqa: ANN202
     return (lambda message: None) if common.quiet else (lambda message: err.print(message, highlight=False))
 
 
-def _run(common: _Common, build_operator) -> None:  # noqa: ANN001
+def _run(common: _Common, build_operator, task: dict | None = None) -> None:  # noqa: ANN001
     """Validate, build the operator, load the prior, restore with a progress bar, report."""
     import torch
 
-    from cqtrestore import tasks
+    from cqtrestore import collections, tasks
     from cqtrestore.audio import AudioError
     from cqtrestore.checkpoints import CheckpointError
 
     torch.set_flush_denormal(True)  # denormal arithmetic at tiny noise levels is several times slower on x86
+    if collections.is_collection(common.input):
+        return _run_collection(common, build_operator, task or {})
+    if common.format is not None or common.report is not None:
+        raise fail("--format and --report are for a folder or glob input; for one file, name the -o file")
     say = _say(common)
     try:
         job = tasks.prepare(
@@ -333,6 +422,70 @@ def _run(common: _Common, build_operator) -> None:  # noqa: ANN001
         say(line)
 
 
+def _run_collection(common: _Common, build_operator, task: dict) -> None:  # noqa: ANN001
+    """A folder or glob: plan, restore each file (sharded under torchrun), summarise; exit 1 if any failed."""
+    from rich.markup import escape
+
+    from cqtrestore import collections, tasks
+    from cqtrestore.audio import AudioError
+    from cqtrestore.checkpoints import CheckpointError
+    from cqtrestore.guidance import GuidanceOptions
+
+    if common.simulate or common.plot is not None:
+        raise fail("--simulate, --sdr and --plot work on one file, not on a folder or glob")
+    try:
+        items = collections.plan(common.input, common.output, common.format)
+        if common.report is not None and not common.report.resolve().parent.is_dir():
+            raise ValueError(f"{common.report}: the report's folder does not exist")
+        if common.mode:
+            GuidanceOptions(common.mode, common.xi)
+        device = tasks.pick_device(common.device)
+        ranks = collections.join_ranks()
+    except (ValueError, OSError) as error:
+        raise fail(str(error)) from None
+    say = _say(common) if ranks.rank == 0 else (lambda message: None)
+    prefix = f"rank {ranks.rank}: " if ranks.distributed else ""
+    files_say = lambda message: _say(common)(prefix + escape(message))  # noqa: E731 (names may hold [ ])
+    settings = {**task, **_output_settings(common), "device": device}
+
+    def make_options(operator, item):  # noqa: ANN001, ANN202
+        seed = collections.file_seed(common.seed, item.relative)
+        return tasks.restore_options(
+            operator, common.mode, common.xi, common.steps, seed, common.batch_size, common.overlap, device
+        )
+
+    try:
+        if device == "cuda" and ranks.distributed:
+            import torch
+
+            torch.cuda.set_device(ranks.local_rank)
+        restorer = tasks.load_restorer(common.checkpoint, device, say)
+
+        prepare_one = collections.item_restorer(restorer, build_operator, make_options, lambda m: None)
+        summary = collections.restore_collection(items, prepare_one, settings, common.force, ranks, files_say)
+    except (AudioError, CheckpointError, ValueError, OSError) as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted: the file in progress was not written; run again to resume", 130) from None
+    finally:
+        collections.leave(ranks)
+    if summary is None:
+        return None
+    for line in collections.summary_lines(summary):
+        err.print(line, highlight=False, markup=False)
+    if common.report is not None:
+        collections.write_report(common.report, summary, settings)
+    if summary.count("failed"):
+        raise typer.Exit(1)
+    return None
+
+
+def _output_settings(common: _Common) -> dict:
+    """The shared options that change what is written (a changed one makes earlier outputs stale)."""
+    names = ("checkpoint", "steps", "mode", "xi", "seed", "batch_size", "overlap")
+    return {name: getattr(common, name) for name in names}
+
+
 def _with_progress(quiet: bool, work):  # noqa: ANN001, ANN202
     """Run ``work(progress)`` under a rich progress bar over windows (none with --quiet)."""
     if quiet:
@@ -350,6 +503,69 @@ def _with_progress(quiet: bool, work):  # noqa: ANN001, ANN202
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("restore", total=None)
         return work(lambda done, total: bar.update(task, completed=done, total=total))
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+@app.command("eval")
+def eval_command(
+    clean_dir: Path = typer.Argument(..., help="Folder of clean audio; segments of 2.97 s are cut from it."),
+    task: str = typer.Option(..., "--task", help="bwe, declip or inpaint."),
+    out: Path = typer.Option(Path("eval-out"), "--out", help="Report folder (also the resumable cache)."),
+    cutoff: list[float] = typer.Option(
+        [1000.0, 3000.0], "--cutoff", help="bwe: lowpass cutoff in Hz (repeat)."
+    ),
+    sdr: list[float] = typer.Option([1.0, 10.0], "--sdr", help="declip: clipping SDR in dB (repeat)."),
+    gap: list[float] = typer.Option([0.1, 0.2, 0.3, 0.5], "--gap", help="inpaint: gap length in s (repeat)."),
+    method: list[str] = typer.Option(
+        [],
+        "--method",
+        help="Method to run (repeat; default all): degraded, noise-fill, a-spade, lpc, "
+        "cqt-diff-dc, cqt-diff-rg, cqt-diff-dc+rg.",
+    ),
+    segments: int = typer.Option(8, help="How many segments to score per condition."),
+    steps: int = typer.Option(35, help="Sampler steps T."),
+    seed: int = typer.Option(0, help="Seed of the segments, gap positions and sampler noise."),
+    batch_size: int = typer.Option(4, help="Segments restored together."),
+    checkpoint: str | None = typer.Option(None, help="Prior to evaluate (name, path, hf:// or URL)."),
+    xi: float = typer.Option(0.35, help="Reconstruction-guidance step xi'."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score CQT-Diff and baselines on clean audio with the paper's protocols (LSD, SI-SDR, SDR gain).
+
+    Writes results.md (mean ± 95% CI), results.csv (per item) and bar charts to --out; rerun to resume."""
+    import torch
+
+    from cqtrestore.evaluate import EvalConfig, run_eval
+    from cqtrestore.tasks import pick_device
+
+    torch.set_flush_denormal(True)
+    try:
+        config = EvalConfig(
+            task=task,
+            cutoffs=tuple(cutoff),
+            sdrs=tuple(sdr),
+            gaps=tuple(gap),
+            methods=tuple(method),
+            segments=segments,
+            steps=steps,
+            seed=seed,
+            batch_size=batch_size,
+            checkpoint=checkpoint,
+            xi=xi,
+            device=pick_device(device),
+        )
+        results = _with_progress(quiet, lambda progress: run_eval(config, clean_dir, out, progress))
+    except ValueError as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise fail(
+            "interrupted: scored items are cached; run the same command again to resume", 130
+        ) from None
+    err.print(f"{results.computed} items scored, {len(results.items) - results.computed} from the cache")
+    typer.echo((out / "results.md").read_text())
 
 
 # ------------------------------------------------------------------ checkpoints

@@ -51,7 +51,10 @@ def scan_audio(root: str | Path, min_seconds: float = 0.0) -> tuple[list[AudioFi
         files.append(AudioFile(path, info.frames, info.samplerate))
     if not files:
         found = ", ".join(f"{n} {why}" for why, n in skipped.items() if n) or "no audio files"
-        raise DataError(f"{root}: nothing to train on ({found}; looked for {', '.join(AUDIO_SUFFIXES)})")
+        shortest = f"; files must last at least {min_seconds:.2f} s" if skipped["too short"] else ""
+        raise DataError(
+            f"{root}: nothing to train on ({found}{shortest}; looked for {', '.join(AUDIO_SUFFIXES)})"
+        )
     return files, skipped
 
 
@@ -124,6 +127,32 @@ class RandomCrops:
     def batch(self, step: int, size: int, offset: int = 0) -> torch.Tensor:
         """Crops ``offset .. offset + size`` of batch ``step`` as a (size, segment) tensor."""
         return torch.from_numpy(np.stack([self.crop(step, offset + i) for i in range(size)]))
+
+
+class StepCrops(torch.utils.data.Dataset):
+    """The crops of steps ``start .. stop``, ``size`` per step from ``offset``, item k being crop
+    (start + k // size, offset + k % size): a DataLoader over it in order yields the batches."""
+
+    def __init__(self, crops: RandomCrops, start: int, stop: int, size: int, offset: int = 0) -> None:
+        self.crops, self.start, self.stop, self.size, self.offset = crops, start, stop, size, offset
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start) * self.size
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self.crops.crop(self.start + k // self.size, self.offset + k % self.size)
+
+
+def crop_batches(
+    crops: RandomCrops, start: int, stop: int, size: int, offset: int = 0, workers: int = 0
+) -> torch.utils.data.DataLoader:
+    """Batches (size, segment) of steps ``start .. stop``, read by ``workers`` processes (0: in this one).
+
+    The crops are those of ``crops.batch(step, size, offset)``, whatever the number of workers."""
+    dataset = StepCrops(crops, start, stop, size, offset)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=size, num_workers=workers, prefetch_factor=4 if workers else None
+    )
 
 
 def fixed_crops(

@@ -1,28 +1,40 @@
 """The training loop: EDM loss on random crops, Adam, EMA, resumable checkpoints, JSONL logs.
 
 Read it top to bottom in ``train``. Everything random in a step (crops, σ, noise) is a function of
-(seed, step), so ``--resume`` continues exactly as the uninterrupted run would have.
+(seed, step), so ``--resume`` continues exactly as the uninterrupted run would have. Under ``torchrun``
+the loop runs DistributedDataParallel: every rank draws the whole batch's σ and noise and takes its share
+of it, so N ranks compute the single-process step of the same global batch; only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
+import torch.distributed as dist
 
 from cqtrestore.checkpoints import atomic_write, save_weights
-from cqtrestore.data import RandomCrops, fixed_crops, scan_audio, split_files
-from cqtrestore.diffusion import SIGMA_DATA, Denoiser, EDMLoss, training_sigmas
+from cqtrestore.data import RandomCrops, crop_batches, fixed_crops, scan_audio, split_files
+from cqtrestore.diffusion import SIGMA_DATA, Denoiser, EDMLoss, SamplerOptions, sample_heun, training_sigmas
 from cqtrestore.unet import build_unet, min_length, resolve_config
 
 VALID_SIGMAS = (1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0)
 LOSS_BINS = 8  # log-spaced σ bins of the training-loss log
+SIGMA_DISTRIBUTIONS = ("rho", "lognormal")
+BWE_CUTOFF_HZ = 3000.0  # the lowpass of the bandwidth-extension sample
+BF16_ON_CPU = "--bf16 needs a CUDA GPU: on these AVX2 CPUs bf16 training is 30-80x slower than float32"
+
+
+class TrainError(ValueError):
+    """A run that cannot start here (no GPU for bf16, a batch that does not split over the processes)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,8 @@ class TrainConfig:
     sigma_min: float = 1e-6
     sigma_max: float = 10.0
     rho: float = 10.0
+    p_mean: float = -1.2  # log-normal σ: ln σ ~ N(p_mean, p_std²)
+    p_std: float = 1.2
     sigma_data: float = SIGMA_DATA
     gain_db: float = 3.0
     seed: int = 0
@@ -49,6 +63,11 @@ class TrainConfig:
     log_every: int = 50
     save_every: int = 500
     threads: int = 0  # 0: torch's default
+    workers: int = 0  # data-loading processes (0: crops read in the training process)
+    bf16: bool = False  # CUDA only: bfloat16 autocast
+    compile: bool = False  # torch.compile the network
+    sample_every: int = 0  # steps between samples written to samples/ (0: never)
+    sample_steps: int = 35  # sampler steps of those samples
 
     def __post_init__(self) -> None:
         resolve_config(self.preset)
@@ -60,6 +79,17 @@ class TrainConfig:
             raise ValueError("need lr > 0, 0 <= ema < 1, grad_clip > 0 and warmup_steps >= 0")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.sigma_distribution not in SIGMA_DISTRIBUTIONS:
+            raise ValueError(
+                f"unknown sigma distribution {self.sigma_distribution!r}: use 'rho' or 'lognormal'"
+            )
+        if not self.p_std > 0:
+            raise ValueError(f"p_std must be positive, got {self.p_std}")
+        for name in ("workers", "sample_every", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.sample_steps < 2:
+            raise ValueError(f"sample_steps must be at least 2, got {self.sample_steps}")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -102,20 +132,134 @@ def ema_decay(config: TrainConfig, step: int) -> float:
     return min(config.ema, (1 + step) / (10 + step))
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a (torchrun) group: rank, world size, and its device."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, batch_size: int) -> slice:
+        """The items of a global batch that this rank computes."""
+        size = batch_size // self.world
+        return slice(self.rank * size, (self.rank + 1) * size)
+
+
+def start_ranks(config: TrainConfig) -> Ranks:
+    """Join the torchrun group when its environment is set (NCCL on CUDA, gloo on CPU); pick the device."""
+    world, rank, local = (
+        int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0))
+    )
+    device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+    if config.bf16 and device.type != "cuda":
+        raise TrainError(BF16_ON_CPU)
+    if config.batch_size % world:
+        raise TrainError(f"batch size {config.batch_size} does not split evenly over {world} processes")
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+    return Ranks(rank, world, device)
+
+
+def step_noise(config: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole batch's σ (batch,) and unit noise (batch, segment) of one step, drawn on the CPU."""
+    g = step_generator(config.seed, step, 0)
+    sigma = training_sigmas(
+        config.batch_size,
+        config.sigma_distribution,
+        config.sigma_min,
+        config.sigma_max,
+        config.rho,
+        config.p_mean,
+        config.p_std,
+        generator=g,
+    )
+    return sigma, torch.randn((config.batch_size, config.segment), generator=g)
+
+
+def weighted_loss(
+    loss: EDMLoss, denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """Per-item λ(σ)·mean (D(x + σn, σ) − x)², with the noise n given (so ranks can share one draw)."""
+    sigma = sigma.to(x).reshape(-1, 1)
+    denoised = denoiser(x + sigma * noise.to(x), sigma.reshape(-1)).float()
+    return (loss.weight(sigma) * (denoised - x) ** 2).mean(dim=1)
+
+
+def gather(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """Every rank's share of a per-item tensor, concatenated in batch order, on the CPU."""
+    values = values.detach()
+    if ranks.world > 1:
+        parts = [torch.empty_like(values) for _ in range(ranks.world)]
+        dist.all_gather(parts, values)
+        values = torch.cat(parts)
+    return values.cpu()
+
+
 @torch.no_grad()
 def validation_loss(
     denoiser: Denoiser, crops: torch.Tensor, config: TrainConfig, batch: int = 8
 ) -> dict[str, float]:
     """λ-weighted loss of ``denoiser`` on fixed crops at each σ of ``VALID_SIGMAS`` (fixed noise)."""
     loss, result = EDMLoss(config.sigma_data), {}
+    device = next(denoiser.parameters()).device
     for i, sigma in enumerate(VALID_SIGMAS):
         values = []
         for start in range(0, len(crops), batch):
             x = crops[start : start + batch]
-            g = step_generator(config.seed, 2**40 + start, i)
-            values.append(loss(denoiser, x, torch.full((len(x),), sigma), generator=g))
+            noise = torch.randn(x.shape, generator=step_generator(config.seed, 2**40 + start, i))
+            sigmas = torch.full((len(x),), sigma)
+            values.append(weighted_loss(loss, denoiser, x.to(device), sigmas, noise).cpu())
         result[f"{sigma:g}"] = torch.cat(values).mean().item()
     return result
+
+
+@torch.no_grad()
+def write_samples(folder: Path, denoiser: Denoiser, clean: torch.Tensor, config: TrainConfig) -> list[Path]:
+    """An unconditional sample and a 3 kHz bandwidth extension of ``clean`` (one crop), as FLAC + PNG."""
+    from cqtrestore.guidance import GuidanceOptions
+    from cqtrestore.operators import LowPass
+    from cqtrestore.pipeline import restore_segments
+    from cqtrestore.plot import plot_comparison
+
+    device, rate = next(denoiser.parameters()).device, denoiser.net.config.sample_rate
+    options = SamplerOptions(steps=config.sample_steps)
+    g = torch.Generator(device).manual_seed(config.seed)
+    noise = torch.randn((1, clean.shape[-1]), generator=g, device=device) * options.sigma_max
+    unconditional = sample_heun(denoiser, noise, options.sigmas().to(device), generator=g, **options.churn())
+    lowpass = LowPass(BWE_CUTOFF_HZ, rate)
+    x = clean.reshape(1, -1).to(device)
+    y = lowpass(x)
+    restored = restore_segments(denoiser, lowpass, y, GuidanceOptions("dc"), options, g)
+    audio = {
+        name: t.reshape(-1).float().cpu().numpy()
+        for name, t in {
+            "unconditional": unconditional,
+            "bwe-input": y,
+            "bwe-restored": restored,
+            "bwe-clean": x,
+        }.items()
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, samples in audio.items():
+        sf.write(folder / f"{name}.flac", np.clip(samples, -1, 1), rate)
+    plot_comparison(folder / "unconditional.png", [("unconditional sample", audio["unconditional"], rate)])
+    panels = [
+        (title, audio[name], rate)
+        for title, name in (
+            ("clean", "bwe-clean"),
+            ("lowpassed 3 kHz", "bwe-input"),
+            ("restored", "bwe-restored"),
+        )
+    ]
+    plot_comparison(folder / "bwe.png", panels, cutoff_hz=BWE_CUTOFF_HZ)
+    return sorted(folder.iterdir())
 
 
 def loss_bins(config: TrainConfig) -> np.ndarray:
@@ -154,6 +298,7 @@ def train(
     """Train a network on the audio under ``data_dir``; returns the checkpoint path in ``out_dir``."""
     out_dir = Path(out_dir)
     checkpoint_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
+    ranks = start_ranks(config)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)  # tiny-σ gradients are denormal: 5x slower on x86 without this
@@ -173,30 +318,41 @@ def train(
 
     # Model, EMA copy, optimizer; continue from the checkpoint when resuming.
     torch.manual_seed(config.seed)
-    net = initialise(build_unet(net_config))
+    net = initialise(build_unet(net_config)).to(ranks.device)
     ema = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     start = 0
     if resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
+        state = torch.load(checkpoint_path, map_location=ranks.device, weights_only=True)
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
     elif not resume and checkpoint_path.exists():
         raise FileExistsError(f"{checkpoint_path} exists: resume it or choose another output folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    denoiser, ema_denoiser = Denoiser(net, config.sigma_data), Denoiser(ema, config.sigma_data)
-    loss_fn, edges = EDMLoss(config.sigma_data), loss_bins(config)
+
+    # The network as trained: channels-last on CUDA, DDP-wrapped, compiled (the EMA stays plain).
+    model = net.to(memory_format=torch.channels_last) if ranks.device.type == "cuda" else net
+    if ranks.world > 1:
+        device_ids = [ranks.device] if ranks.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    model = torch.compile(model) if config.compile else model
+    denoiser, ema_denoiser = Denoiser(model, config.sigma_data), Denoiser(ema, config.sigma_data)
+    loss_fn, edges, mine = EDMLoss(config.sigma_data), loss_bins(config), ranks.share(config.batch_size)
+    batches = crop_batches(crops, start, config.steps, mine.stop - mine.start, mine.start, config.workers)
+    if ranks.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
 
     def log(record: dict) -> None:
+        if not ranks.main:
+            return
         with log_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         if on_log is not None:
             on_log(record)
 
-    if start == 0:
+    if start == 0 and ranks.main:
         log(
             {
                 "event": "start",
@@ -204,38 +360,33 @@ def train(
                 "valid_files": len(valid_files),
                 "skipped": skipped,
                 "parameters": sum(p.numel() for p in net.parameters()),
+                "processes": ranks.world,
             }
         )
         log({"step": 0, "valid": validation_loss(ema_denoiser, valid, config)})
     sums, counts, losses, tic = np.zeros(LOSS_BINS), np.zeros(LOSS_BINS), [], time.perf_counter()
-    for step in range(start, config.steps):
-        # One step: crops and σ for this step, weighted denoising loss, clipped Adam update, EMA.
-        net.train()
-        x = crops.batch(step, config.batch_size)
-        g = step_generator(config.seed, step, 0)
-        sigma = training_sigmas(
-            config.batch_size,
-            config.sigma_distribution,
-            config.sigma_min,
-            config.sigma_max,
-            config.rho,
-            generator=g,
-        )
-        per_item = loss_fn(denoiser, x, sigma, generator=g)
-        loss = per_item.mean()
+    for step, x in zip(range(start, config.steps), batches, strict=True):
+        # One step: this rank's share of the crops, σ and noise; weighted denoising loss (DDP averages the
+        # gradients over ranks), clipped Adam update, EMA.
+        model.train()
+        sigma, noise = step_noise(config, step)
+        with torch.autocast(ranks.device.type, torch.bfloat16, enabled=config.bf16):
+            per_item = weighted_loss(loss_fn, denoiser, x.to(ranks.device), sigma[mine], noise[mine])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        per_item.mean().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         optimizer.step()
         update_ema(ema, net, ema_decay(config, step))
 
-        # Bookkeeping: loss by σ bin, periodic log lines, validation and checkpoints.
+        # Bookkeeping (rank 0): loss by σ bin over the whole batch, log lines, validation, checkpoints,
+        # samples.
+        per_item = gather(per_item, ranks)
         which = np.clip(np.searchsorted(edges, sigma.numpy()) - 1, 0, LOSS_BINS - 1)
-        np.add.at(sums, which, per_item.detach().numpy())
+        np.add.at(sums, which, per_item.numpy())
         np.add.at(counts, which, 1)
-        losses.append(loss.item())
+        losses.append(per_item.mean().item())
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             elapsed = time.perf_counter() - tic
@@ -253,12 +404,18 @@ def train(
                 }
             )
             sums[:], counts[:], losses, tic = 0, 0, [], time.perf_counter()
-        if done % config.save_every == 0 or done == config.steps:
+        if ranks.main and (done % config.save_every == 0 or done == config.steps):
             ema.eval()
             log({"step": done, "valid": validation_loss(ema_denoiser, valid, config)})
             save_checkpoint(checkpoint_path, done, config, net, ema, optimizer)
             save_weights(out_dir / "ema.safetensors", ema, config.sigma_data, metadata={"step": str(done)})
             tic = time.perf_counter()
+        if ranks.main and config.sample_every and done % config.sample_every == 0:
+            ema.eval()
+            write_samples(out_dir / "samples" / f"step-{done:07d}", ema_denoiser, valid[0], config)
+            tic = time.perf_counter()
+    if ranks.world > 1:
+        dist.barrier()
     return checkpoint_path
 
 

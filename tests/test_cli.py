@@ -283,3 +283,20 @@ def test_checkpoints_commands():
     assert verified.exit_code == 0 and "piano-small: OK" in verified.output
     unknown = run("checkpoints", "download", "piano-huge")
     assert unknown.exit_code == 2 and "unknown checkpoint 'piano-huge'" in unknown.output
+
+
+def test_eval_command_writes_the_table_and_resumes(tmp_path):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for k in range(2):
+        sf.write(clean / f"p{k}.flac", piano_like(4.0, 22050, seed=k), 22050)
+    args = ["eval", str(clean), "--task", "bwe", "--out", str(tmp_path / "ev"), "--cutoff", "3000",
+            "--method", "degraded", "--method", "cqt-diff-dc", "--segments", "2", "--steps", "2",
+            "--checkpoint", "debug", "--quiet"]  # fmt: skip
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "cqt-diff-dc" in first.output and (tmp_path / "ev" / "results.csv").is_file()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "0 items scored" in again.output
+    bad = CliRunner().invoke(app, [*args[:2], "--task", "denoise", "--checkpoint", "debug"])
+    assert bad.exit_code == 2 and bad.output.startswith("error:")

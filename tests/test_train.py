@@ -157,7 +157,7 @@ def test_bad_data_folders(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken.wav").write_bytes(b"RIFF\x00\x00garbage")
     sf.write(tmp_path / "bad" / "short.wav", np.zeros(100), SR)
-    with pytest.raises(DataError, match="1 unreadable, 1 too short"):
+    with pytest.raises(DataError, match="1 unreadable, 1 too short; files must last at least 0.10 s"):
         scan_audio(tmp_path / "bad", min_seconds=0.1)
 
 
