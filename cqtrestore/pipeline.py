@@ -17,6 +17,7 @@ unchanged; with a lowpass, the output's band below the cutoff is the input's (da
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 from collections.abc import Callable
@@ -319,7 +320,7 @@ def _combine(
         audio.AtomicAudioWriter(out_path, info.sample_rate, info.channels, fmt, subtype) as writer,
         sf.SoundFile(in_path) as source,
         sf.SoundFile(up_path) as restored,
-        sf.SoundFile(high_path) if high_path else _Nothing() as low_of_input,
+        sf.SoundFile(high_path) if high_path else contextlib.nullcontext() as low_of_input,
     ):
         for start in range(0, info.frames, audio.BLOCK_FRAMES):
             frames = min(audio.BLOCK_FRAMES, info.frames - start)
@@ -342,13 +343,3 @@ def _observed_mask(start: int, frames: int, gaps: list[tuple[int, int]]) -> np.n
         if a < b:
             mask[a:b] = False
     return mask
-
-
-class _Nothing:
-    """A stand-in context manager for an absent file."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

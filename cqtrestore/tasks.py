@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -337,4 +337,4 @@ def restore(
     """Restore audio (frames,) or (frames, channels) at ``sample_rate`` degraded by ``operator``."""
     options = restore_options(operator, mode, xi, steps, seed, batch_size, device=device)
     restorer = load_restorer(checkpoint, options.device, lambda message: None)
-    return restorer.restore(samples, sample_rate, operator, replace(options))
+    return restorer.restore(samples, sample_rate, operator, options)
