@@ -1,16 +1,19 @@
 """Files per hour and real-time factor of whole-folder restoration (issue 7).
 
-Two folders (20 short files, 2 long ones), each restored two ways on each device:
+Two folders (20 short files, 2 long ones), each restored three ways on each device:
 
-* ``folder``:   one ``cqtrestore bwe FOLDER -o OUT`` process (the prior loaded once, files one after another);
-* ``per-file``: one ``cqtrestore bwe FILE`` process per file (what a shell loop does).
+* ``batched``:  one ``cqtrestore bwe FOLDER -o OUT --batch-size B`` process: the prior loaded once, windows
+  of different files sharing batches of B items (window x channel);
+* ``folder-1``: the same folder command with ``--batch-size 1`` (one item at a time);
+* ``per-file``: one ``cqtrestore bwe FILE --batch-size B`` process per file (what a shell loop does: files
+  never share a batch, and each pays start-up and model loading).
 
-Windows of different files do not share a batch yet (see cqtrestore/collections.py), so ``folder`` vs
-``per-file`` measures what the folder mode saves today: start-up and model loading per file. Real-time
-factor = wall time / audio time (below 1: faster than real time).
+Real-time factor = wall time / audio time (below 1: faster than real time). Sampling time is linear in
+the steps T (2T - 1 network evaluations per window), so figures at a small T scale to T = 35.
 
     python bench/collection.py --tiny                                  # smoke run: 3 x 1 s + 1 x 4 s, T=2
-    python bench/collection.py --steps 35 --json collection.json       # the real figures (CPU, and CUDA)
+    python bench/collection.py --steps 35 --json collection.json       # the full figures (GPU)
+    python bench/collection.py --short 20 2 --long 2 20 --steps 6 --batch 4 --json c.json   # CPU-sized
 
 Inputs are piano-like synthetic notes at 44.1 kHz, 16-bit stereo, lowpassed at 3 kHz.
 """
@@ -71,15 +74,25 @@ def cli(*args: str, threads: int) -> float:
     return time.perf_counter() - began
 
 
-def measure(folder: Path, out: Path, how: str, common: list[str], threads: int) -> float:
-    """Wall seconds to restore every file of ``folder`` into ``out`` one way or the other."""
-    if how == "folder":
-        return cli("bwe", str(folder), "-o", str(out), *common, threads=threads)
+def measure(folder: Path, out: Path, how: str, common: list[str], batch: int, threads: int) -> float:
+    """Wall seconds to restore every file of ``folder`` into ``out`` one way or another."""
+    if how == "batched":
+        return cli("bwe", str(folder), "-o", str(out), *common, "--batch-size", str(batch), threads=threads)
+    if how == "folder-1":
+        return cli("bwe", str(folder), "-o", str(out), *common, "--batch-size", "1", threads=threads)
     out.mkdir()
     return sum(
-        cli("bwe", str(path), "-o", str(out / path.name), *common, threads=threads)
+        cli(
+            "bwe", str(path), "-o", str(out / path.name), *common, "--batch-size", str(batch), threads=threads
+        )
         for path in sorted(folder.glob("*.wav"))
     )
+
+
+def git_revision() -> str:
+    """The checkout's short revision (empty outside git)."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def main() -> None:
@@ -93,6 +106,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="piano-small")
     parser.add_argument("--devices", nargs="+", default=None, help="cpu and/or cuda (default: all present)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=None, help="items per batch (default: 4 CPU, 16 CUDA)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.tiny:
@@ -108,10 +122,13 @@ def main() -> None:
             for device in devices:
                 common = ["--cutoff", "3k", "--checkpoint", args.checkpoint, "--steps", str(args.steps)]
                 common += ["--device", device, "--quiet", "--seed", "0"]
-                for how in ("folder", "per-file"):
-                    wall = measure(folder, Path(name) / f"{label}-{device}-{how}", how, common, args.threads)
+                batch = args.batch or (16 if device == "cuda" else 4)
+                for how in ("batched", "folder-1", "per-file"):
+                    out = Path(name) / f"{label}-{device}-{how}"
+                    wall = measure(folder, out, how, common, batch, args.threads)
                     row = {"folder": label, "files": int(count), "seconds_each": seconds, "device": device,
-                           "how": how, "steps": args.steps, "wall_s": round(wall, 2),
+                           "how": how, "batch": 1 if how == "folder-1" else batch, "steps": args.steps,
+                           "wall_s": round(wall, 2),
                            "files_per_hour": round(count * 3600 / wall, 1),
                            "real_time_factor": round(wall / audio_seconds, 3)}  # fmt: skip
                     rows.append(row)
@@ -123,6 +140,9 @@ def main() -> None:
                 "python": platform.python_version(),
             },
             "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "git": subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            ).stdout.strip(),
             "command": " ".join(sys.argv),
             "rows": rows,
         }

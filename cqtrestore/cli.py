@@ -461,8 +461,10 @@ def _run_collection(common: _Common, build_operator, task: dict) -> None:  # noq
             torch.cuda.set_device(ranks.local_rank)
         restorer = tasks.load_restorer(common.checkpoint, device, say)
 
-        prepare_one = collections.item_restorer(restorer, build_operator, make_options, lambda m: None)
-        summary = collections.restore_collection(items, prepare_one, settings, common.force, ranks, files_say)
+        prepare_one, restore = collections.item_restorer(restorer, build_operator, make_options)
+        summary = collections.restore_collection(
+            items, prepare_one, settings, common.force, ranks, files_say, restore
+        )
     except (AudioError, CheckpointError, ValueError, OSError) as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt:

@@ -10,9 +10,10 @@ failed with a hint to pass --overwrite, which redoes it.
 Determinism. Each file gets its own seed from ``--seed`` and its path relative to the input folder
 (:func:`file_seed`), so its output does not depend on the order, the other files or the rank.
 
-Throughput. Files go through the single-file pipeline one at a time (memory bounded by one file's
-windows, whatever the collection size); a loader thread checks and reads the next file meanwhile. Windows
-of different files do not share a batch yet.
+Throughput. A loader thread checks the next file, builds its operator and resamples it to the model rate
+while the current one is sampled; the windows of consecutive files go into the same batches
+(``Restorer.restore_runs``), so a large batch stays full across many short files. Memory stays bounded
+by a few windows and two or three files' temporary folders, whatever the collection size.
 
 Many processes. Under torchrun (its RANK / WORLD_SIZE / MASTER_ADDR variables present) the ranks join a
 gloo group, every rank plans the same work, the files to do are dealt out largest first to the rank with
@@ -31,7 +32,7 @@ import heapq
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -44,7 +45,8 @@ RECORDS = ".cqtrestore"  # the hidden folder of completion records inside the ou
 FAILURES = (ValueError, OSError, RuntimeError, MemoryError)  # a file failing this way does not stop the rest
 Say = Callable[[str], None]
 Finish = Callable[[], float]  # restores one prepared file; its audio seconds
-Prepare = Callable[["Item"], Finish]  # checks and reads one file (on the loader thread)
+Prepare = Callable[["Item"], object]  # checks and reads one file (on the loader thread): a Finish, or a run
+Restore = Callable[[Iterable], Iterator]  # (item, prepared) pairs -> (item, audio seconds or error)
 
 
 class CollectionError(ValueError):
@@ -217,32 +219,59 @@ def run(
     settings: dict,
     rank: int = 0,
     say: Say | None = None,
+    restore: Restore | None = None,
 ) -> list[Outcome]:
     """Restore each item; a failing file is recorded and skipped.
 
-    ``prepare_one(item)`` checks and reads a file and returns the call that restores it (giving its audio
-    seconds); it runs on a loader thread one file ahead, so reading overlaps the previous file's sampling."""
-    outcomes = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cqtrestore-loader") as loader:
-        ahead = [loader.submit(_prepare, item, prepare_one) for item in items[:1]]
-        for index, item in enumerate(items):
-            began = time.perf_counter()
-            current = ahead.pop()
-            ahead += [loader.submit(_prepare, after, prepare_one) for after in items[index + 1 : index + 2]]
-            try:
-                seconds = current.result()()
-                write_record(item, settings)
-            except FAILURES as error:
-                outcomes.append(_failed(item, error, rank, say))
-                continue
-            spent = time.perf_counter() - began
-            outcomes.append(Outcome(str(item.relative), str(item.output), "restored", seconds, spent, rank))
-            if say is not None:
-                say(f"restored {item.relative} ({seconds:.1f} s of audio) in {spent:.1f} s")
+    ``prepare_one(item)`` checks and reads a file (on a loader thread, one file ahead, so reading overlaps
+    sampling) and returns what ``restore`` takes: ``restore`` turns the stream of (item, prepared) pairs
+    into (item, audio seconds or the error that failed the file), in any order, and may mix the windows
+    of several files in one batch. The default calls each prepared ``Finish`` in turn."""
+    outcomes: list[Outcome] = []
+    began: dict[Item, float] = {}
+    for item, result in (restore or one_by_one)(_read_ahead(items, prepare_one, began, outcomes, rank, say)):
+        if isinstance(result, BaseException):
+            outcomes.append(_failed(item, result, rank, say))
+            continue
+        try:
+            write_record(item, settings)
+        except OSError as error:
+            outcomes.append(_failed(item, error, rank, say))
+            continue
+        spent = time.perf_counter() - began.pop(item)
+        outcomes.append(Outcome(str(item.relative), str(item.output), "restored", result, spent, rank))
+        if say is not None:
+            say(f"restored {item.relative} ({result:.1f} s of audio) in {spent:.1f} s")
     return outcomes
 
 
-def _prepare(item: Item, prepare_one: Prepare) -> Finish:
+def one_by_one(prepared: Iterable[tuple[Item, Finish]]) -> Iterator[tuple[Item, float | Exception]]:
+    """``restore`` for :func:`run` that calls each file's ``Finish`` in turn."""
+    for item, finish in prepared:
+        try:
+            yield item, finish()
+        except FAILURES as error:
+            yield item, error
+
+
+def _read_ahead(items, prepare_one, began, outcomes, rank, say):  # noqa: ANN001, ANN202
+    """(item, prepared) for each file that could be read, the next one read on a loader thread meanwhile;
+    files that fail to read go to ``outcomes``; ``began`` gets each file's start time."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cqtrestore-loader") as loader:
+        ahead = [loader.submit(_prepare, item, prepare_one) for item in items[:1]]
+        for index, item in enumerate(items):
+            current = ahead.pop()
+            ahead += [loader.submit(_prepare, after, prepare_one) for after in items[index + 1 : index + 2]]
+            began[item] = time.perf_counter()
+            try:
+                prepared = current.result()
+            except FAILURES as error:
+                outcomes.append(_failed(item, error, rank, say))
+                continue
+            yield item, prepared
+
+
+def _prepare(item: Item, prepare_one: Prepare) -> object:
     """Make the output's folder, then ``prepare_one(item)`` (on the loader thread)."""
     item.output.parent.mkdir(parents=True, exist_ok=True)
     return prepare_one(item)
@@ -312,21 +341,24 @@ def write_report(path: Path, summary: Summary, settings: dict) -> None:
     os.replace(temporary, path)
 
 
-def item_restorer(restorer, build_operator, make_options, say: Say) -> Prepare:  # noqa: ANN001
-    """``prepare_one`` for :func:`run` through the single-file path; ``make_options(operator, item)``."""
+def item_restorer(restorer, build_operator, make_options) -> tuple[Prepare, Restore]:  # noqa: ANN001
+    """(``prepare_one``, ``restore``) for :func:`run` through the pipeline: a file is checked, its operator
+    built and its pass 1 done on the loader thread; windows of consecutive files share batches.
+    ``make_options(operator, item)`` gives a file's options (its own seed)."""
     from cqtrestore import tasks
 
-    def prepare_one(item: Item) -> Finish:
-        job = tasks.prepare(item.input, item.output, True, False, None, build_operator, say)
-        options = make_options(job.operator, item)
+    def prepare_one(item: Item):  # noqa: ANN202
+        job = tasks.prepare(item.input, item.output, True, False, None, build_operator, lambda m: None)
+        return restorer.start(job.input, job.output, job.operator, make_options(job.operator, item))
 
-        def finish() -> float:
-            job.run(restorer, options)
-            return job.info.duration
+    def restore(prepared: Iterable) -> Iterator:
+        for item, outcome in restorer.restore_runs(prepared):
+            if isinstance(outcome, Exception):
+                yield item, outcome
+            else:
+                yield item, outcome.frames / outcome.sample_rate
 
-        return finish
-
-    return prepare_one
+    return prepare_one, restore
 
 
 # ---------------------------------------------------------------- torchrun
@@ -391,13 +423,14 @@ def restore_collection(
     overwrite: bool,
     ranks: Ranks = Ranks(),
     say: Say | None = None,
+    restore: Restore | None = None,
 ) -> Summary | None:
     """Triage, shard, restore this rank's share, gather: the merged Summary on rank 0, None elsewhere."""
     began = time.perf_counter()
     todo, settled = triage(items, settings, overwrite)
     barrier(ranks)  # every rank has looked at the outputs before any rank writes one
     mine = shard(todo, ranks.world)[ranks.rank]
-    outcomes = gather(ranks, run(mine, prepare_one, settings, ranks.rank, say))
+    outcomes = gather(ranks, run(mine, prepare_one, settings, ranks.rank, say, restore))
     if outcomes is None:
         return None
     return Summary(settled + outcomes, time.perf_counter() - began, ranks.world)

@@ -7,7 +7,7 @@ conditioning (data consistency, reconstruction guidance) wraps the denoiser inst
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -147,6 +147,18 @@ class SamplerOptions:
 
 
 StepCallback = Callable[[int, Tensor, Tensor, float], None]
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def noise_like(x: Tensor, generator: Generators = None) -> Tensor:
+    """N(0, I) noise shaped like x, from one generator or one per batch item (row i from generator i,
+    so an item's noise does not depend on the batch it shares)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if len(generator) != x.shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {x.shape[0]}")
+    rows = [torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype) for g in generator]
+    return torch.stack(rows)
 
 
 @torch.no_grad()
@@ -158,10 +170,12 @@ def sample_heun(
     s_tmin: float = 0.0,
     s_tmax: float = math.inf,
     s_noise: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: StepCallback | None = None,
 ) -> Tensor:
-    """Stochastic 2nd-order sampler (Karras et al. Algorithm 2); ``noise`` is x_0 ~ N(0, σ_0² I)."""
+    """Stochastic 2nd-order sampler (Karras et al. Algorithm 2); ``noise`` is x_0 ~ N(0, σ_0² I).
+
+    ``generator``: one for the batch, or one per item (see ``noise_like``)."""
     steps = len(sigmas) - 1
     x = noise
     for i in range(steps):
@@ -171,7 +185,7 @@ def sample_heun(
         # Sample ε ~ N(0, S_noise² I); t̂_i = t_i + γ_i t_i; x̂_i = x_i + √(t̂_i² − t_i²) ε
         t_hat = t_i + gamma * t_i
         if gamma > 0:
-            eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * s_noise
+            eps = noise_like(x, generator) * s_noise
             x = x + math.sqrt(t_hat**2 - t_i**2) * eps
         # d_i = (x̂_i − D(x̂_i; t̂_i)) / t̂_i; Euler step x_{i+1} = x̂_i + (t_{i+1} − t̂_i) d_i
         denoised = denoiser(x, x.new_tensor(t_hat))

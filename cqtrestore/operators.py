@@ -66,6 +66,14 @@ class Operator(abc.ABC):
         """True when nothing is degraded (an empty gap): restoring would only resample the prior."""
         return False
 
+    def same_as(self, other: Operator) -> bool:
+        """True when ``other`` degrades exactly like this operator (so both can act on one batch)."""
+        return other is self or (type(other) is type(self) and other._settings() == self._settings())
+
+    def _settings(self) -> object:
+        """What defines the degradation (``same_as`` compares it); by default the object itself."""
+        return id(self)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.describe()}>"
 
@@ -91,6 +99,9 @@ class Identity(Operator):
     def describe(self) -> str:
         """One line saying what the operator does."""
         return "identity (no degradation)"
+
+    def _settings(self) -> object:
+        return ()
 
 
 class LowPass(Operator):
@@ -138,6 +149,9 @@ class LowPass(Operator):
         if sample_rate == self.sample_rate:
             return self
         return LowPass(self.cutoff_hz, sample_rate, order=self.order, beta=self.beta)
+
+    def _settings(self) -> object:
+        return (self.cutoff_hz, self.sample_rate, self.order, self.beta)
 
     @property
     def numtaps(self) -> int:
@@ -259,6 +273,9 @@ class Gap(Operator):
         """True when the gap list is empty."""
         return not self.ranges
 
+    def _settings(self) -> object:
+        return (self.ranges, self.sample_rate)
+
     def at_rate(self, sample_rate: int) -> Gap:
         """The same time ranges at another sample rate (the samples whose time lies in a range)."""
         if sample_rate == self.sample_rate:
@@ -323,6 +340,9 @@ class Clip(Operator):
         """Clipping of ``gain * x``: the threshold scales with the signal."""
         return Clip(self.threshold * float(gain))
 
+    def _settings(self) -> object:
+        return self.threshold
+
     def describe(self) -> str:
         """One line, e.g. "hard clip at |x| <= 0.1"."""
         return f"hard clip at |x| <= {self.threshold:.6g}"
@@ -374,9 +394,61 @@ class Compose(Operator):
         """True when every part does."""
         return all(operator.observes_everything for operator in self.operators)
 
+    def same_as(self, other: Operator) -> bool:
+        """True for a chain of the same length whose parts are each the same."""
+        return (
+            isinstance(other, Compose)
+            and len(other.operators) == len(self.operators)
+            and all(a.same_as(b) for a, b in zip(self.operators, other.operators, strict=True))
+        )
+
     def describe(self) -> str:
         """The parts' descriptions joined by " then "."""
         return " then ".join(operator.describe() for operator in self.operators)
+
+
+class Stack(Operator):
+    """One operator per batch item: row i of x is degraded by ``operators[i]`` (so windows of different
+    files, or with gaps at different places, can share a batch). Projects when every item's operator does."""
+
+    def __init__(self, operators: Sequence[Operator]) -> None:
+        if not operators:
+            raise ValueError("Stack needs at least one operator")
+        self.operators = tuple(operators)
+        self.has_projection = all(operator.has_projection for operator in self.operators)
+
+    def _rows(self, x: Tensor) -> list[Tensor]:
+        """x split into its items, one per operator."""
+        if x.shape[0] != len(self.operators):
+            raise ValueError(f"a stack of {len(self.operators)} operators got a batch of {x.shape[0]}")
+        return list(x.split(1))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Row i -> operators[i](row i)."""
+        return torch.cat([operator(row) for operator, row in zip(self.operators, self._rows(x), strict=True)])
+
+    def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
+        """Each item's own projection."""
+        if not self.has_projection:
+            return super().project(x_hat, y)
+        pairs = zip(self.operators, self._rows(x_hat), self._rows(y), strict=True)
+        return torch.cat([operator.project(row, observed) for operator, row, observed in pairs])
+
+    @property
+    def observes_everything(self) -> bool:
+        """True when every item's operator does."""
+        return all(operator.observes_everything for operator in self.operators)
+
+    def describe(self) -> str:
+        """The distinct descriptions, e.g. "per item: gap [0.1, 0.2) s (...); lowpass 3000 Hz (...)"."""
+        return "per item: " + "; ".join(dict.fromkeys(operator.describe() for operator in self.operators))
+
+
+def stack(operators: Sequence[Operator]) -> Operator:
+    """The operator of a batch whose item i is degraded by ``operators[i]``: the shared one when all are
+    the same, else a ``Stack``."""
+    first = operators[0]
+    return first if all(first.same_as(operator) for operator in operators[1:]) else Stack(operators)
 
 
 OPERATORS: dict[str, Callable[..., Operator]] = {

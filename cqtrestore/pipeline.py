@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -30,13 +31,13 @@ import torch
 from torch import Tensor
 
 from cqtrestore import audio
-from cqtrestore.diffusion import Denoiser, SamplerOptions, sample_heun
+from cqtrestore.diffusion import Denoiser, Generators, SamplerOptions, noise_like, sample_heun
 from cqtrestore.guidance import GuidanceOptions, default_guidance, guided_denoiser
-from cqtrestore.operators import Clip, Compose, Gap, Operator
+from cqtrestore.operators import Clip, Compose, Gap, Operator, stack
 
 WINDOW = 65536  # 2^16 samples: 2.97 s at 22.05 kHz, the paper's segment
 TARGET_RMS = 0.057  # the training audio's level (σ_data): inputs are scaled to it and back
-PASS_THROUGH = 16  # windows per batch at most, so memory stays bounded when most windows need no work
+PASS_THROUGH = 16  # windows held at most (batched or waiting to be crossfaded): memory stays bounded
 Progress = Callable[[int, int], None]  # (windows done, windows in all)
 
 
@@ -89,12 +90,13 @@ def restore_segments(
     y: Tensor,
     guidance: GuidanceOptions | None = None,
     sampler: SamplerOptions | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
-    """Posterior samples x̂ with A(x̂) ≈ y for observations y (batch, length) at the model rate."""
+    """Posterior samples x̂ with A(x̂) ≈ y for observations y (batch, length) at the model rate;
+    ``generator`` one for the batch or one per item."""
     sampler = sampler or SamplerOptions()
     guidance = guidance or default_guidance(operator)
-    noise = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device) * sampler.sigma_max
+    noise = noise_like(y, generator) * sampler.sigma_max
     conditioned = guided_denoiser(denoiser, operator, y, guidance)
     with torch.inference_mode(guidance.mode == "dc"):
         return sample_heun(conditioned, noise, sampler.sigmas(), generator=generator, **sampler.churn())
@@ -130,12 +132,29 @@ class Restorer:
             parameter.requires_grad_(False)
         self.sample_rate = int(sample_rate)
 
-    def restore_windows(self, y: Tensor, operator: Operator, options: RestoreOptions, seed: int) -> Tensor:
-        """Restore one batch of model-rate windows (batch, WINDOW) degraded by the same ``operator``."""
-        guidance = options.guidance or default_guidance(operator)
-        generator = torch.Generator(self.device).manual_seed(seed)
+    def restore_windows(
+        self,
+        y: Tensor,
+        operator: Operator,
+        guidance: GuidanceOptions,
+        sampler: SamplerOptions,
+        seeds: Sequence[int],
+    ) -> Tensor:
+        """Restore one batch of model-rate items (batch, WINDOW); item i draws its noise from ``seeds[i]``."""
+        generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
         y = y.to(self.device, torch.float32)
-        return restore_segments(self.denoiser, operator, y, guidance, options.sampler, generator).cpu()
+        return restore_segments(self.denoiser, operator, y, guidance, sampler, generators).cpu()
+
+    def start(
+        self,
+        in_path: str | Path,
+        out_path: str | Path,
+        operator: Operator,
+        options: RestoreOptions = RestoreOptions(),
+        progress: Progress | None = None,
+    ) -> FileRun:
+        """Begin restoring a file: pass 1 (resample to the model rate); ``restore_runs`` does the rest."""
+        return FileRun(self.sample_rate, Path(in_path), Path(out_path), operator, options, progress)
 
     def restore_file(
         self,
@@ -146,34 +165,12 @@ class Restorer:
         progress: Progress | None = None,
     ) -> FileReport:
         """Restore a file degraded by ``operator`` (at any rate); write ``out_path`` atomically."""
-        info = audio.probe(in_path)
-        model_operator = operator.at_rate(self.sample_rate)
-        with tempfile.TemporaryDirectory(prefix="cqtrestore-") as name:
-            folder = Path(name)
-            rms = _resample_file(Path(in_path), folder / "down.wav", self.sample_rate)
-            gain = _gain(rms) if options.normalize else 1.0
-            windows, restored = self._restore_model_rate(
-                folder / "down.wav", folder / "restored.wav", model_operator, options, gain, progress
-            )
-            _resample_file(folder / "restored.wav", folder / "up.wav", info.sample_rate, info.frames)
-            high = None
-            if keeps_high_band(operator) and info.sample_rate > self.sample_rate and not only_gaps(operator):
-                high = folder / "down-up.wav"  # the input's model band at the input rate
-                _resample_file(folder / "down.wav", high, info.sample_rate, info.frames)
-            gaps = gap_ranges(operator.at_rate(info.sample_rate)) if only_gaps(operator) else []
-            clipped = _combine(Path(in_path), info, folder / "up.wav", high, Path(out_path), gaps)
-        guidance = options.guidance or default_guidance(model_operator)
-        return FileReport(
-            info.sample_rate,
-            info.channels,
-            info.frames,
-            windows,
-            restored,
-            gain,
-            clipped,
-            operator.describe(),
-            guidance,
-        )
+        run = self.start(in_path, out_path, operator, options, progress)
+        for _, outcome in self.restore_runs([(None, run)]):
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        raise AssertionError("restore_runs gave no outcome")  # pragma: no cover
 
     def restore(
         self,
@@ -197,82 +194,227 @@ class Restorer:
             restored, _ = sf.read(out_path, dtype="float32", always_2d=array.ndim == 2)
         return restored
 
-    def _restore_model_rate(
-        self,
-        down_path: Path,
-        restored_path: Path,
-        operator: Operator,
-        options: RestoreOptions,
-        gain: float,
-        progress: Progress | None,
-    ) -> tuple[int, int]:
-        """Pass 2: model-rate windows, restored in batches, crossfaded into ``restored_path``."""
-        info = audio.probe(down_path)
-        gaps = gap_ranges(operator)
-        starts = audio.plan_windows(info.frames, WINDOW, options.overlap, gaps, options.context)
-        scaled = operator.scaled(gain)
-        overlap_add = audio.OverlapAdd(info.frames, starts, WINDOW, options.overlap, info.channels)
-        restored = 0
-        with (
-            sf.SoundFile(down_path) as source,
-            sf.SoundFile(restored_path, "w", self.sample_rate, info.channels, subtype="FLOAT") as sink,
-        ):
-            for batch in _batches(starts, info.channels, scaled, options.batch_size):
-                outputs = self._restore_batch(source, batch, scaled, options, gain, starts)
-                restored += sum(1 for index, _ in outputs if index in batch.restored)
-                for index, segment in outputs:
-                    sink.write(overlap_add.add(index, segment))
-                if progress is not None:
-                    progress(batch.last + 1, len(starts))
-            sink.write(overlap_add.finish())
-        return len(starts), restored
+    def restore_runs(
+        self, runs: Iterable[tuple[Key, FileRun]]
+    ) -> Iterator[tuple[Key, FileReport | Exception]]:
+        """Pass 2 and 3 for a stream of started files, each outcome (a report, or the error that failed
+        that file alone) as soon as its file is done. Windows of consecutive files share a batch when
+        they share guidance and sampler settings; the next file is pulled from ``runs`` only when the
+        current one has no windows left, so a caller can prepare it meanwhile."""
+        batch: list[_Item] = []
+        active: list[tuple[Key, FileRun]] = []
+        try:
+            for key, run in runs:
+                active.append((key, run))
+                try:
+                    for item in run.windows():
+                        if item.operator is None:
+                            run.deliver(item.index, item.block)
+                        else:
+                            if batch and not _fits(batch, item):
+                                self._sample(batch)
+                            batch.append(item)
+                        if batch and (_full(batch) or _backlog(active) + len(batch) > PASS_THROUGH):
+                            self._sample(batch)
+                        yield from _settle(active)
+                except FAILURES as error:
+                    run.error = error
+                yield from _settle(active)
+            if batch:
+                self._sample(batch)
+            yield from _settle(active)
+        finally:
+            for _, run in active:
+                run.close()
 
-    def _restore_batch(self, source, batch, operator, options, gain, starts):  # noqa: ANN001, ANN202
-        """Read, restore (or pass through) and return [(window index, (WINDOW, channels) array)]."""
-        windows = {index: audio.read_block(source, starts[index], WINDOW) for index in batch.indices}
-        todo = [index for index in batch.indices if index in batch.restored]
-        if todo:
-            items = np.stack([windows[index][:, c] for index in todo for c in range(source.channels)])
-            local = operator.window(starts[todo[0]], WINDOW)
-            seed = options.seed * 1_000_003 + todo[0]
-            out = self.restore_windows(torch.from_numpy(items * gain), local, options, seed).numpy() / gain
-            out = out.reshape(len(todo), source.channels, WINDOW).transpose(0, 2, 1)
-            windows.update({index: out[k] for k, index in enumerate(todo)})
-        return [(index, windows[index]) for index in batch.indices]
+    def _sample(self, batch: list[_Item]) -> None:
+        """Restore the windows of ``batch`` together and hand each back to its file; empty the batch."""
+        items, batch[:] = list(batch), []
+        first = items[0].run
+        try:
+            y = np.concatenate([item.block.T * item.run.gain for item in items])
+            operator = stack([item.operator for item in items for _ in range(item.run.channels)])
+            seeds = [seed for item in items for seed in item.run.seeds(item.index)]
+            out = self.restore_windows(
+                torch.from_numpy(y), operator, first.guidance, first.options.sampler, seeds
+            ).numpy()
+        except FAILURES as error:  # the batch failed: so did its files (the others go on)
+            for item in items:
+                item.run.error = item.run.error or error
+            return
+        offset = 0
+        for item in items:
+            channels = item.run.channels
+            item.run.deliver(item.index, out[offset : offset + channels].T / item.run.gain, restored=True)
+            offset += channels
+
+
+Key = TypeVar("Key")
+FAILURES = (ValueError, OSError, RuntimeError, MemoryError)  # what fails one file (or one batch), not the run
 
 
 @dataclass
-class _Batch:
-    """Window indices handled together; ``restored`` those that need the sampler (others pass through)."""
+class _Item:
+    """One window of one file on its way to the sampler: (WINDOW, channels) samples and its operator
+    (None: nothing is missing there, it passes through)."""
 
-    indices: list[int]
-    restored: set[int]
+    run: FileRun
+    index: int
+    block: np.ndarray
+    operator: Operator | None
+
+
+def _fits(batch: list[_Item], item: _Item) -> bool:
+    """Whether ``item`` may join ``batch``: same guidance and sampler, room for all its channels."""
+    first = batch[0].run
+    if (item.run.guidance, item.run.options.sampler) != (first.guidance, first.options.sampler):
+        return False
+    return sum(i.run.channels for i in batch) + item.run.channels <= first.options.batch_size
+
+
+def _full(batch: list[_Item]) -> bool:
+    """Whether ``batch`` holds as many items (windows x channels) as its batch size."""
+    return sum(item.run.channels for item in batch) >= batch[0].run.options.batch_size
+
+
+def _backlog(active: list) -> int:  # noqa: ANN001
+    """Windows waiting for an earlier one before they can be crossfaded."""
+    return sum(run.waiting for _, run in active)
+
+
+def _settle(active: list) -> Iterator:  # noqa: ANN001
+    """Finish every file that failed or has all its windows back; yield (key, report or error)."""
+    for entry in list(active):
+        key, run = entry
+        if run.error is None and not run.complete:
+            continue
+        active.remove(entry)
+        if run.error is not None:
+            run.close()
+            yield key, run.error
+            continue
+        try:
+            yield key, run.finish()
+        except FAILURES as error:
+            run.close()
+            yield key, error
+
+
+def item_seed(seed: int, index: int, channel: int) -> int:
+    """The noise seed of one item (window ``index``, ``channel``) of a file restored with ``seed``: an
+    item's noise never depends on the batch, the order or the other files."""
+    return int(np.random.SeedSequence([seed, index, channel]).generate_state(2, np.uint64)[0] >> 1)
+
+
+class FileRun:
+    """One file through the pipeline: pass 1 when created, then its windows out (``windows``), restored
+    windows back in any order (``deliver``, crossfaded in order), pass 3 (``finish``). Its temporary
+    folder is removed by ``finish`` or ``close``."""
+
+    def __init__(
+        self,
+        model_rate: int,
+        in_path: Path,
+        out_path: Path,
+        operator: Operator,
+        options: RestoreOptions,
+        progress: Progress | None = None,
+    ) -> None:
+        self.input, self.output, self.operator, self.options = in_path, out_path, operator, options
+        self.model_rate, self.progress = model_rate, progress
+        self.info = audio.probe(in_path)
+        self.model_operator = operator.at_rate(model_rate)
+        self.guidance = options.guidance or default_guidance(self.model_operator)
+        self.error: Exception | None = None
+        self._folder = tempfile.TemporaryDirectory(prefix="cqtrestore-")
+        self.folder = Path(self._folder.name)
+        try:
+            rms = _resample_file(in_path, self.folder / "down.wav", model_rate)
+            self.gain = _gain(rms) if options.normalize else 1.0
+            down = audio.probe(self.folder / "down.wav")
+        except BaseException:
+            self._folder.cleanup()
+            raise
+        self.channels = down.channels
+        gaps = gap_ranges(self.model_operator)
+        self.starts = audio.plan_windows(down.frames, WINDOW, options.overlap, gaps, options.context)
+        self._overlap_add = audio.OverlapAdd(down.frames, self.starts, WINDOW, options.overlap, down.channels)
+        self._scaled = self.model_operator.scaled(self.gain)
+        self._pending: dict[int, np.ndarray] = {}
+        self._next, self.restored = 0, 0
+        self._files = contextlib.ExitStack()
+
+    def windows(self) -> Iterator[_Item]:
+        """Every window in order with its operator in the window's own time (None: nothing missing)."""
+        source = self._files.enter_context(sf.SoundFile(self.folder / "down.wav"))
+        self._sink = self._files.enter_context(
+            sf.SoundFile(self.folder / "restored.wav", "w", self.model_rate, self.channels, subtype="FLOAT")
+        )
+        for index, start in enumerate(self.starts):
+            local = self._scaled.window(start, WINDOW)
+            block = audio.read_block(source, start, WINDOW)
+            yield _Item(self, index, block, None if local.observes_everything else local)
+
+    def seeds(self, index: int) -> list[int]:
+        """The noise seeds of window ``index``'s items (one per channel)."""
+        return [item_seed(self.options.seed, index, channel) for channel in range(self.channels)]
+
+    def deliver(self, index: int, block: np.ndarray, restored: bool = False) -> None:
+        """Window ``index`` is done: crossfade it (and any later ones waiting for it) into the output."""
+        if self.error is not None:
+            return
+        self.restored += restored
+        self._pending[index] = block
+        try:
+            while self._next in self._pending:
+                self._sink.write(self._overlap_add.add(self._next, self._pending.pop(self._next)))
+                self._next += 1
+                if self.progress is not None:
+                    self.progress(self._next, len(self.starts))
+        except FAILURES as error:
+            self.error = error
 
     @property
-    def last(self) -> int:
-        return self.indices[-1]
+    def waiting(self) -> int:
+        """Windows done but held until an earlier one is."""
+        return len(self._pending)
 
+    @property
+    def complete(self) -> bool:
+        """Every window is back."""
+        return self._next == len(self.starts)
 
-def _batches(starts: list[int], channels: int, operator: Operator, batch_size: int):  # noqa: ANN202
-    """Group consecutive windows: up to ``batch_size`` items (window x channel) that share one operator,
-    plus the windows between them that need no restoration (at most ``PASS_THROUGH`` per batch)."""
-    current, key = _Batch([], set()), None
-    for index, start in enumerate(starts):
-        local = operator.window(start, WINDOW)
-        needs = not local.observes_everything
-        window_key = local.describe() if operator.time_varying else None
-        full = (len(current.restored) + 1) * channels > batch_size or window_key != key
-        if current.indices and (
-            len(current.indices) >= PASS_THROUGH or (needs and current.restored and full)
-        ):
-            yield current
-            current = _Batch([], set())
-        current.indices.append(index)
-        if needs:
-            current.restored.add(index)
-            key = window_key
-    if current.indices:
-        yield current
+    def finish(self) -> FileReport:
+        """Pass 3: back to the input rate, combined with the input, written atomically; then clean up."""
+        try:
+            self._sink.write(self._overlap_add.finish())
+            self._files.close()
+            folder, info, operator = self.folder, self.info, self.operator
+            _resample_file(folder / "restored.wav", folder / "up.wav", info.sample_rate, info.frames)
+            high = None
+            if keeps_high_band(operator) and info.sample_rate > self.model_rate and not only_gaps(operator):
+                high = folder / "down-up.wav"  # the input's model band at the input rate
+                _resample_file(folder / "down.wav", high, info.sample_rate, info.frames)
+            gaps = gap_ranges(operator.at_rate(info.sample_rate)) if only_gaps(operator) else []
+            clipped = _combine(self.input, info, folder / "up.wav", high, self.output, gaps)
+        finally:
+            self.close()
+        return FileReport(
+            info.sample_rate,
+            info.channels,
+            info.frames,
+            len(self.starts),
+            self.restored,
+            self.gain,
+            clipped,
+            operator.describe(),
+            self.guidance,
+        )
+
+    def close(self) -> None:
+        """Close the temporary files and remove the folder (safe to call twice)."""
+        self._files.close()
+        self._folder.cleanup()
 
 
 def _gain(rms: float) -> float:

@@ -163,3 +163,18 @@ def test_sampler_is_reproducible_and_calls_back():
     assert [i for i, _ in seen] == list(range(35))
     assert seen[0][1] == pytest.approx(1 + 5 / 35)  # t̂_0 = t_0 + γ t_0 with γ = S_churn / N
     assert seen[-1][1] == pytest.approx(1e-4 * (1 + 5 / 35))
+
+
+def test_noise_per_item_generator_does_not_depend_on_the_batch():
+    from cqtrestore.diffusion import noise_like
+
+    x = torch.zeros(3, 100)
+    batch = noise_like(x, [torch.Generator().manual_seed(s) for s in (1, 2, 3)])
+    alone = noise_like(x[:1], [torch.Generator().manual_seed(2)])
+    assert torch.equal(batch[1:2], alone) and not torch.equal(batch[0], batch[1])
+    assert torch.equal(
+        noise_like(x, torch.Generator().manual_seed(4)),
+        torch.randn(3, 100, generator=torch.Generator().manual_seed(4)),
+    )
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        noise_like(x, [torch.Generator(), torch.Generator()])

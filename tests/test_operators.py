@@ -440,3 +440,38 @@ def test_observes_everything_only_when_nothing_is_missing():
     assert not Gap.from_samples([(1, 2)], 100).observes_everything
     assert not LowPass(1000, 22050).observes_everything and not Clip(0.1).observes_everything
     assert Compose(Gap.from_samples([(1, 2)], 100).window(10, 5)).observes_everything
+
+
+# ---------------------------------------------------------------- per-item operators (batches across files)
+
+
+def test_stack_applies_each_items_operator_to_its_row():
+    from cqtrestore.operators import Stack, stack
+
+    x = torch.randn(3, 4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    parts = [LowPass(2000, 22050), Gap.from_samples([(100, 300)], 22050), Clip(0.5)]
+    stacked = Stack(parts)
+    y = stacked(x)
+    for i, part in enumerate(parts):
+        assert torch.equal(y[i : i + 1], part(x[i : i + 1]))
+    assert not stacked.has_projection  # the clip has none
+    both = Stack(parts[:2])
+    x_hat = torch.randn(2, 4000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    projected = both.project(x_hat, y[:2])
+    for i, part in enumerate(parts[:2]):
+        assert torch.equal(projected[i : i + 1], part.project(x_hat[i : i + 1], y[i : i + 1]))
+    with pytest.raises(ValueError, match="batch of 2"):
+        stacked(x[:2])
+    assert stack([LowPass(2000, 22050), LowPass(2000, 22050)]).describe().startswith("lowpass")
+    assert isinstance(stack([LowPass(2000, 22050), LowPass(2001, 22050)]), Stack)
+
+
+def test_same_as_compares_settings_not_objects():
+    assert LowPass(3000, 22050).same_as(LowPass(3000, 22050))
+    assert not LowPass(3000, 22050).same_as(LowPass(3000, 44100))
+    assert not LowPass(3000, 22050, order=100).same_as(LowPass(3000, 22050))
+    assert Gap([(0.1, 0.2)], 22050).same_as(Gap([(0.1, 0.2)], 22050))
+    assert not Gap.from_samples([(10, 20)], 22050).same_as(Gap.from_samples([(10, 21)], 22050))
+    assert Clip(0.1).same_as(Clip(0.1)) and not Clip(0.1).same_as(Clip(0.1 + 1e-12))
+    assert Compose(Clip(0.1), LowPass(1000, 22050)).same_as(Compose(Clip(0.1), LowPass(1000, 22050)))
+    assert not Compose(Clip(0.1)).same_as(Clip(0.1)) and not Clip(0.1).same_as(LowPass(1000, 22050))

@@ -10,7 +10,7 @@ import torch
 from cqtrestore.checkpoints import load_checkpoint
 from cqtrestore.diffusion import Denoiser, SamplerOptions
 from cqtrestore.operators import Clip, Compose, Gap, LowPass
-from cqtrestore.pipeline import WINDOW, RestoreOptions, Restorer, _batches
+from cqtrestore.pipeline import WINDOW, RestoreOptions, Restorer
 
 RATE = 22050
 
@@ -29,7 +29,7 @@ def tones(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
 
 def test_unchanged_windows_give_back_the_input_through_every_pass(restorer, monkeypatch, tmp_path):
     """Windows returned as they came: resample down, window, crossfade, resample up, combine = input."""
-    monkeypatch.setattr(Restorer, "restore_windows", lambda self, y, operator, options, seed: y.clone())
+    monkeypatch.setattr(Restorer, "restore_windows", lambda self, y, *args: y.clone())
     audio = tones(9.0, 44100, channels=2)  # 4 windows at the model rate, 3 crossfades
     out = restorer.restore(audio, 44100, LowPass(5000, 44100), RestoreOptions(normalize=True))
     assert out.shape == audio.shape
@@ -41,8 +41,8 @@ def test_windows_that_differ_are_crossfaded_without_a_jump(restorer, monkeypatch
     """Each window comes back as a different constant: the output moves smoothly between them."""
     calls = []
 
-    def constant(self, y, operator, options, seed):
-        calls.append(seed)
+    def constant(self, y, operator, guidance, sampler, seeds):
+        calls.append(seeds)
         return torch.full_like(y, 0.01 * len(calls))
 
     monkeypatch.setattr(Restorer, "restore_windows", constant)
@@ -60,9 +60,9 @@ def test_windows_without_a_gap_are_not_sampled(restorer, monkeypatch):
     seen = []
     original = Restorer.restore_windows
 
-    def counting(self, y, operator, options, seed):
+    def counting(self, y, operator, *args):
         seen.append((y.shape[0], operator.describe()))
-        return original(self, y, operator, options, seed)
+        return original(self, y, operator, *args)
 
     monkeypatch.setattr(Restorer, "restore_windows", counting)
     audio = tones(20.0, RATE)
@@ -86,15 +86,102 @@ def test_same_seed_same_output_other_seed_other_output(restorer):
     assert not np.array_equal(run(1), run(2))
 
 
-def test_batches_group_windows_that_share_an_operator():
-    starts = [0, 57344, 114688, 172032]
-    gaps = Gap.from_samples([(20000, 21000), (190000, 191000)], RATE)
-    batches = list(_batches(starts, 1, gaps, batch_size=4))
-    restored = [sorted(b.restored) for b in batches]
-    assert restored == [[0], [3]]  # different local gaps never share a batch; windows 1, 2 pass through
-    assert sorted(i for b in batches for i in b.indices) == [0, 1, 2, 3]
-    plain = list(_batches(starts, 2, Compose(Clip(0.1)), batch_size=4))
-    assert [sorted(b.restored) for b in plain] == [[0, 1], [2, 3]]  # 2 windows x 2 channels per batch
+def test_windows_with_different_gaps_share_a_batch_and_pass_through_windows_do_not_wait(
+    restorer, monkeypatch
+):
+    batches = []
+
+    def identity(self, y, operator, guidance, sampler, seeds):
+        batches.append((y.shape[0], operator.describe(), len(seeds)))
+        return y.clone()
+
+    monkeypatch.setattr(Restorer, "restore_windows", identity)
+    audio = tones(40.0, RATE)
+    gaps = Gap([(1.0, 1.2), (30.0, 30.3)], RATE)  # far apart: one window each, many windows between
+    out = restorer.restore(audio, RATE, gaps, RestoreOptions(batch_size=4))
+    assert len(batches) == 1 and batches[0][0] == 2 == batches[0][2]  # both gap windows in one batch
+    assert batches[0][1].startswith("per item: gap")
+    assert out.shape == audio.shape
+
+
+def test_a_full_batch_is_sampled_at_once(restorer, monkeypatch):
+    sizes = []
+    monkeypatch.setattr(
+        Restorer, "restore_windows", lambda self, y, *args: sizes.append(y.shape[0]) or y.clone()
+    )
+    audio = tones(12.0, RATE, channels=2)  # 5 windows x 2 channels
+    restorer.restore(audio, RATE, Compose(Clip(0.1)), RestoreOptions(batch_size=4))
+    assert sizes == [4, 4, 2]
+
+
+def test_a_windows_output_does_not_depend_on_its_batch(restorer):
+    """Per-item noise seeds: batch size 1 and 4 give the same restoration (to float rounding)."""
+    audio = tones(6.0, RATE, channels=2)
+    sampler = SamplerOptions(steps=3)
+    one = restorer.restore(audio, RATE, LowPass(2000, RATE), RestoreOptions(sampler=sampler, batch_size=1))
+    four = restorer.restore(audio, RATE, LowPass(2000, RATE), RestoreOptions(sampler=sampler, batch_size=4))
+    assert np.abs(one - four).max() <= 1e-4 * np.abs(one).max()  # batched convolutions round differently
+    assert np.abs(one).max() > 0.05
+
+
+def test_files_share_batches_and_each_file_equals_its_own_run(restorer, tmp_path):
+    """Windows of consecutive files go into one batch; every file's output equals restoring it alone."""
+    sampler = SamplerOptions(steps=2)
+    runs, alone = [], {}
+    for k, (seconds, channels) in enumerate([(1.0, 1), (2.0, 2), (4.0, 1)]):
+        path = tmp_path / f"in{k}.wav"
+        sf.write(path, tones(seconds, 44100, channels) * (k + 1), 44100, subtype="FLOAT")
+        options = RestoreOptions(sampler=sampler, batch_size=8, seed=k)
+        alone[k] = restorer.restore_file(path, tmp_path / f"alone{k}.wav", LowPass(3000, 44100), options)
+        runs.append((k, restorer.start(path, tmp_path / f"out{k}.wav", LowPass(3000, 44100), options)))
+    sizes = []
+    original = Restorer.restore_windows
+
+    def counting(self, y, *args):
+        sizes.append(y.shape[0])
+        return original(self, y, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Restorer, "restore_windows", counting)
+        outcomes = dict(restorer.restore_runs(runs))
+    assert sizes == [5]  # 1 + 2 + 2 windows x channels, one batch
+    assert sorted(outcomes) == [0, 1, 2]
+    for k, report in outcomes.items():
+        assert report.windows_restored == alone[k].windows_restored
+        a, _ = sf.read(tmp_path / f"alone{k}.wav")
+        b, _ = sf.read(tmp_path / f"out{k}.wav")
+        assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), k  # batched convolutions round differently
+    assert not list(tmp_path.glob("cqtrestore-*"))
+
+
+def test_a_file_failing_mid_batch_fails_alone(restorer, tmp_path, monkeypatch):
+    sampler = SamplerOptions(steps=2)
+    runs = []
+    for k in range(3):
+        path = tmp_path / f"in{k}.wav"
+        sf.write(path, tones(1.0, RATE), RATE)
+        runs.append(
+            (
+                k,
+                restorer.start(
+                    path,
+                    tmp_path / f"out{k}.wav",
+                    LowPass(3000, RATE),
+                    RestoreOptions(sampler=sampler, batch_size=4),
+                ),
+            )
+        )
+    broken = runs[1][1]
+
+    def failing_read():
+        raise OSError("disk gone")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(broken, "windows", failing_read)
+    outcomes = dict(restorer.restore_runs(runs))
+    assert isinstance(outcomes[1], OSError) and str(outcomes[1]) == "disk gone"
+    assert not isinstance(outcomes[0], Exception) and not isinstance(outcomes[2], Exception)
+    assert (tmp_path / "out0.wav").is_file() and not (tmp_path / "out1.wav").exists()
 
 
 def test_window_count_follows_the_layout(restorer, tmp_path):
