@@ -27,7 +27,7 @@ from cqtrestore.data import fixed_crops, scan_audio
 from cqtrestore.diffusion import Denoiser, SamplerOptions, sample_heun
 from cqtrestore.guidance import GuidanceOptions, guided_denoiser
 from cqtrestore.metrics import lsd, si_sdr
-from cqtrestore.operators import Clip, Gap, LowPass, Operator
+from cqtrestore.operators import Clip, Gap, LowPass, Operator, stack
 
 SEGMENT = 65536  # the paper's 2.97 s at 22.05 kHz
 SAMPLE_RATE = 22050
@@ -207,24 +207,6 @@ def operators_for(task: str, value: float, clean: Tensor, seed: int) -> list[Ope
     return [gap_operator(value, index, seed) for index in range(len(clean))]
 
 
-class PerItem(Operator):
-    """Row i of a batch degraded by operators[i], so items with different gaps or clip levels batch."""
-
-    def __init__(self, operators: Sequence[Operator]) -> None:
-        self.operators = list(operators)
-        self.has_projection = all(op.has_projection for op in self.operators)
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return torch.cat([op(x[i : i + 1]) for i, op in enumerate(self.operators)])
-
-    def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
-        parts = [op.project(x_hat[i : i + 1], y[i : i + 1]) for i, op in enumerate(self.operators)]
-        return torch.cat(parts)
-
-    def describe(self) -> str:
-        return "; ".join(op.describe() for op in self.operators)
-
-
 # ---------------------------------------------------------------- scoring
 
 
@@ -276,9 +258,7 @@ def run_method(
     generator = torch.Generator(config.device).manual_seed(seed)
     observed = y.to(config.device, torch.float32)
     return (
-        sample_posterior(denoiser, PerItem(operators), observed, guidance, config.steps, generator)
-        .cpu()
-        .to(y)
+        sample_posterior(denoiser, stack(operators), observed, guidance, config.steps, generator).cpu().to(y)
     )
 
 

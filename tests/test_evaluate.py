@@ -17,7 +17,6 @@ from cqtrestore.evaluate import (
     SEGMENT,
     EvalConfig,
     EvalError,
-    PerItem,
     gap_operator,
     mean_ci,
     methods_for,
@@ -25,7 +24,6 @@ from cqtrestore.evaluate import (
     sdr,
 )
 from cqtrestore.metrics import lsd, si_sdr
-from cqtrestore.operators import Clip, Gap
 
 SR = 22050
 
@@ -82,16 +80,6 @@ def test_gaps_have_the_length_and_context_on_both_sides(length, segment, seed):
     assert stop - start == round(length * SR)
     assert start >= GAP_CONTEXT and stop <= SEGMENT - GAP_CONTEXT
     assert gap_operator(length, segment, seed).ranges == gap.ranges  # seeded
-
-
-def test_per_item_operator_degrades_each_row_with_its_own_operator():
-    x = torch.ones(2, 100, dtype=torch.float64)
-    op = PerItem([Gap.from_samples([(10, 20)], SR), Gap.from_samples([(50, 60)], SR)])
-    y = op(x)
-    assert y[0, 10:20].abs().sum() == 0 and y[0, 50:60].sum() == 10
-    assert y[1, 50:60].abs().sum() == 0 and y[1, 10:20].sum() == 10
-    torch.testing.assert_close(op.project(torch.zeros_like(x), y), y)
-    assert not PerItem([Clip(0.5)]).has_projection
 
 
 def test_methods_per_task():
