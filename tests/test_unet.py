@@ -253,3 +253,19 @@ def test_presets_and_config_validation():
     network = build_unet("debug")
     assert network.config is PRESETS["debug"]
     assert UNetConfig.from_dict(network.config.to_dict()) == network.config
+
+
+@pytest.mark.parametrize(
+    ("batch", "pad_rows", "pad_frames", "channels_last"),
+    [(1, 0, 1, True), (1, 2, 1, True), (3, 7, 2, True), (2, 19, 0, False), (1, 19, 3, False)],
+)
+def test_gelu_reflect_pad_equals_pad_of_gelu(batch, pad_rows, pad_frames, channels_last):
+    from cqtrestore.unet import gelu_reflect_pad
+
+    y = torch.randn(batch, 5, 20, 9, generator=torch.Generator().manual_seed(batch))
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    expected = F.pad(F.gelu(y), (pad_frames, pad_frames, pad_rows, pad_rows), mode="reflect")
+    workspace = torch.full((10_000,), float("nan"))  # stale contents must all be overwritten
+    for buffer in (None, workspace):  # GELU's vector and scalar tails may differ in the last bit
+        torch.testing.assert_close(gelu_reflect_pad(y, pad_rows, pad_frames, buffer), expected)
