@@ -4,9 +4,19 @@ LSD (as used for bandwidth extension since Kuleshov et al. 2017 and in CQT-Diff'
 2048-sample Hann window and hop 512 (at 22.05 kHz), power spectra P = |X|² floored at 1e-10,
 LSD = mean over frames of sqrt(mean over frequency bins of (log10 P_ref − log10 P_est)²). Unitless
 (log10 of power, i.e. bels); 0 for identical signals.
+
+Long-term average spectrum (LTAS) in third-octave bands, to compare a prior's unconditional samples
+with its data: Welch-style, the one-sided power spectrum of 4096-sample Hann frames (hop 1024, no
+padding) averaged over all frames and items, normalised so that its bins sum to the signal's mean
+square (a sinusoid of amplitude A puts A²/2 in its band, −3.01 dB for A = 1), summed into base-2
+third-octave bands (exact centres f_c = 1000·2^(k/3) Hz, edges f_c·2^(±1/6), the top band cut at
+Nyquist) and given in dB (10·log10 of band power, floored at −150 dB). Levels are absolute: no
+normalisation, so a distance between two LTAS also measures a difference of overall level.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -14,6 +24,9 @@ from torch import Tensor
 LSD_FFT = 2048
 LSD_HOP = 512
 LSD_FLOOR = 1e-10
+LTAS_FFT = 4096
+LTAS_HOP = 1024
+LTAS_FLOOR = 1e-15  # band power floor (-150 dB)
 
 
 def log_power_spectrogram(x: Tensor, n_fft: int = LSD_FFT, hop: int = LSD_HOP) -> Tensor:
@@ -38,3 +51,50 @@ def si_sdr(reference: Tensor, estimate: Tensor, eps: float = 1e-12) -> Tensor:
     scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
     target = scale * reference
     return 10 * torch.log10(target.pow(2).sum(-1) / ((estimate - target).pow(2).sum(-1) + eps) + eps)
+
+
+def power_spectrum(x: Tensor, n_fft: int = LTAS_FFT, hop: int = LTAS_HOP) -> Tensor:
+    """Mean one-sided power per bin (n_fft // 2 + 1,) over frames and items, float64; sums to ~mean square."""
+    x = x.reshape(-1, x.shape[-1]).double()
+    if x.shape[-1] < n_fft:
+        raise ValueError(f"the long-term spectrum needs items of >= {n_fft} samples, got {x.shape[-1]}")
+    window = torch.hann_window(n_fft, dtype=x.dtype, device=x.device)
+    power = x.new_zeros(n_fft // 2 + 1)
+    for chunk in x.split(16):  # bounded memory
+        spec = torch.stft(chunk, n_fft, hop, window=window, center=False, return_complex=True)
+        power += spec.abs().pow(2).sum(dim=(0, 2))
+    frames = x.shape[0] * (1 + (x.shape[-1] - n_fft) // hop)
+    power[1:-1] *= 2  # one-sided: negative frequencies folded in (not DC and Nyquist)
+    return power / (frames * n_fft * window.pow(2).sum())
+
+
+def third_octave_centres(low: float = 100.0, high: float = 10000.0) -> Tensor:
+    """Exact base-2 centres 1000·2^(k/3) Hz of the bands whose nominal centres span [low, high] (float64)."""
+    first, last = (round(3 * math.log2(hz / 1000)) for hz in (low, high))
+    return 1000 * 2 ** (torch.arange(first, last + 1, dtype=torch.float64) / 3)
+
+
+def band_levels(power: Tensor, sample_rate: int, centres: Tensor) -> Tensor:
+    """Power of ``power_spectrum`` bins summed in each band [f_c·2^(−1/6), f_c·2^(1/6)), in dB."""
+    bin_hz = torch.linspace(0, sample_rate / 2, len(power), dtype=torch.float64, device=power.device)
+    lower, upper = centres * 2 ** (-1 / 6), centres * 2 ** (1 / 6)
+    inside = (bin_hz[None] >= lower[:, None]) & (bin_hz[None] < upper[:, None])
+    return 10 * (inside.double() @ power.double()).clamp_min(LTAS_FLOOR).log10()
+
+
+def third_octave_ltas(
+    x: Tensor, sample_rate: int, low: float = 100.0, high: float = 10000.0
+) -> tuple[Tensor, Tensor]:
+    """(band centres in Hz, band levels in dB) of the long-term average spectrum of x (..., length)."""
+    if not 0 < low <= high < sample_rate / 2:
+        raise ValueError(f"need 0 < low <= high < Nyquist ({sample_rate / 2:g} Hz), got {low:g}, {high:g}")
+    centres = third_octave_centres(low, high)
+    return centres, band_levels(power_spectrum(x), sample_rate, centres)
+
+
+def ltas_distance(a_db: Tensor, b_db: Tensor, level_normalised: bool = False) -> float:
+    """RMS over bands of the dB difference; ``level_normalised`` first removes its mean (overall level)."""
+    diff = torch.as_tensor(a_db, dtype=torch.float64) - torch.as_tensor(b_db, dtype=torch.float64)
+    if level_normalised:
+        diff = diff - diff.mean()
+    return float(diff.pow(2).mean().sqrt())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from cqtrestore.metrics import lsd, si_sdr
+from cqtrestore.metrics import lsd, ltas_distance, power_spectrum, si_sdr, third_octave_ltas
 
 
 def test_lsd_identities():
@@ -39,3 +40,75 @@ def test_si_sdr_known_values_and_scale_invariance():
     torch.testing.assert_close(si_sdr(ref, est), torch.full((3,), 20.0, dtype=torch.float64))
     torch.testing.assert_close(si_sdr(ref, 0.1 * est), si_sdr(ref, est))
     assert torch.all(si_sdr(ref, ref) > 100)
+
+
+# --- long-term average spectrum in third-octave bands -------------------------------------------
+
+SR = 22050
+
+
+def _noise(items: int = 8, length: int = 65536, seed: int = 0) -> torch.Tensor:
+    return torch.randn(items, length, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def _tone(hz: float, amplitude: float, length: int = 65536) -> torch.Tensor:
+    t = torch.arange(length, dtype=torch.float64) / SR
+    return amplitude * torch.sin(2 * math.pi * hz * t + 0.3)
+
+
+def test_ltas_distance_of_a_signal_with_itself_is_zero():
+    _, levels = third_octave_ltas(_noise(2), SR)
+    assert ltas_distance(levels, levels) == 0
+    assert ltas_distance(levels, levels, level_normalised=True) == 0
+
+
+def test_power_spectrum_sums_to_the_mean_square():
+    x = 0.3 * _noise()
+    assert power_spectrum(x).sum().item() == pytest.approx(x.pow(2).mean().item(), rel=0.01)
+
+
+def test_ltas_of_white_noise_rises_one_db_per_band():
+    # Flat power density: a band holds σ²·bandwidth/(sr/2), and bandwidth grows by 2^(1/3) per band.
+    centres, levels = third_octave_ltas(_noise(), SR)
+    below_nyquist = centres * 2 ** (1 / 6) < SR / 2  # the top band (10 kHz) is cut at 11.025 kHz
+    k = torch.arange(int(below_nyquist.sum()), dtype=torch.float64)
+    fit = torch.linalg.lstsq(torch.stack([k, torch.ones_like(k)], 1), levels[below_nyquist, None])
+    assert fit.solution[0].item() == pytest.approx(10 * math.log10(2 ** (1 / 3)), abs=0.05)
+    expected = 10 * torch.log10(centres * (2 ** (1 / 6) - 2 ** (-1 / 6)) / (SR / 2))
+    wide = below_nyquist & (centres > 450)  # lower bands hold only a few 5.4-Hz bins
+    torch.testing.assert_close(levels[wide], expected[wide], atol=0.35, rtol=0)
+
+
+def test_ltas_scaling_by_two_adds_six_db_to_every_band():
+    x = _noise(2)
+    _, levels = third_octave_ltas(x, SR)
+    _, louder = third_octave_ltas(2 * x, SR)
+    torch.testing.assert_close(louder - levels, torch.full_like(levels, 20 * math.log10(2)))
+    assert ltas_distance(louder, levels) == pytest.approx(20 * math.log10(2))
+    assert ltas_distance(louder, levels, level_normalised=True) == pytest.approx(0, abs=1e-9)
+
+
+def test_ltas_of_a_sinusoid_is_its_power_in_its_band():
+    centres, levels = third_octave_ltas(_tone(1000, 0.5), SR)
+    band = int(torch.argmin((centres - 1000).abs()))
+    assert levels[band].item() == pytest.approx(10 * math.log10(0.5**2 / 2), abs=0.05)  # −9.03 dB
+    assert torch.all(torch.cat([levels[:band], levels[band + 1 :]]) < levels[band] - 60)
+
+
+def test_ltas_bands_outside_low_high_are_excluded():
+    centres, _ = third_octave_ltas(_noise(1), SR)
+    assert len(centres) == 21  # nominal 100 Hz ... 10 kHz
+    assert centres[0].item() == pytest.approx(99.21, abs=0.01)
+    assert centres[-1].item() == pytest.approx(10079.37, abs=0.01)
+    noise, hum = 0.1 * _noise(1)[0], _tone(100, 0.1)
+    high_only = [third_octave_ltas(x, SR, low=200)[1] for x in (noise, noise + hum)]
+    torch.testing.assert_close(high_only[1], high_only[0], atol=0.01, rtol=0)
+    all_bands = [third_octave_ltas(x, SR)[1] for x in (noise, noise + hum)]
+    assert all_bands[1][0] > all_bands[0][0] + 20
+
+
+def test_ltas_rejects_short_items_and_bands_past_nyquist():
+    with pytest.raises(ValueError, match="4096"):
+        third_octave_ltas(torch.zeros(1, 1000), SR)
+    with pytest.raises(ValueError, match="Nyquist"):
+        third_octave_ltas(torch.zeros(1, 8192), SR, high=12000)

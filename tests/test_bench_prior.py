@@ -1,0 +1,39 @@
+"""Smoke test of bench/prior.py: the debug network, two samples, a generated valid folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+from conftest import REPO_ROOT
+
+
+def _piano_like(seconds: float = 4.0, sample_rate: int = 22050) -> np.ndarray:
+    """A decaying 220 Hz tone with harmonics, at a piano-like level."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    tone = sum(np.sin(2 * np.pi * 220 * h * t) / h**2 for h in range(1, 9))
+    return (0.1 * np.exp(-t / 2) * tone).astype(np.float32)
+
+
+def test_prior_bench_tiny_run_writes_its_report(tmp_path):
+    valid = tmp_path / "valid"
+    valid.mkdir()
+    sf.write(str(valid / "clip.flac"), _piano_like(), 22050)
+    report_path = tmp_path / "prior.json"
+    command = [sys.executable, "bench/prior.py", "--tiny", "--data", str(valid), "--json", str(report_path)]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "LTAS distance" in result.stdout and "level-normalised" in result.stdout
+    report = json.loads(report_path.read_text())
+    assert report["checkpoint"] == "debug" and report["samples"] == 2
+    assert len(report["bands"]) == 21 and report["bar_db"] == 3.0
+    differences = np.array([band["difference_db"] for band in report["bands"]])
+    assert np.isclose(report["distance_db"], np.sqrt(np.mean(differences**2)))
+    centred = differences - differences.mean()
+    assert np.isclose(report["level_normalised_distance_db"], np.sqrt(np.mean(centred**2)))
+    assert report["passed"] == (report["distance_db"] <= 3.0)
+    # A random network is no piano prior: the harmonic clip has almost nothing above 2 kHz.
+    assert not report["passed"]
