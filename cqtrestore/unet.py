@@ -258,7 +258,17 @@ def dilated_residual(
     weight needs a gradient, which roughly halves the memory that backpropagation needs. The
     padded buffer is dead after the convolution, so consecutive layers can share one ``workspace``.
     """
-    return _DilatedResidual.apply(y, weight, dilation, scale, workspace)
+    if torch.is_grad_enabled() and (y.requires_grad or weight.requires_grad):
+        return _DilatedResidual.apply(y, weight, dilation, scale, workspace)
+    return _dilated_residual_forward(y, weight, dilation, scale, workspace)  # sampling: no autograd node
+
+
+def _dilated_residual_forward(
+    y: Tensor, weight: Tensor, dilation: int, scale: float, workspace: Tensor | None
+) -> Tensor:
+    """The forward pass of ``dilated_residual``."""
+    padded = gelu_reflect_pad(y, dilation * (weight.shape[2] // 2), weight.shape[3] // 2, workspace)
+    return F.conv2d(padded, weight * scale, dilation=(dilation, 1)).add_(y, alpha=scale)
 
 
 class _DilatedResidual(torch.autograd.Function):
@@ -269,8 +279,7 @@ class _DilatedResidual(torch.autograd.Function):
         ctx.save_for_backward(y, weight)
         ctx.dilation, ctx.scale = dilation, scale
         ctx.pad = (dilation * (weight.shape[2] // 2), weight.shape[3] // 2)
-        padded = gelu_reflect_pad(y, *ctx.pad, workspace)
-        return F.conv2d(padded, weight * scale, dilation=(dilation, 1)).add_(y, alpha=scale)
+        return _dilated_residual_forward(y, weight, dilation, scale, workspace)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
