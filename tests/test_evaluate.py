@@ -148,9 +148,12 @@ def test_eval_runs_end_to_end_with_the_debug_model_and_resumes(clean_dir, tmp_pa
 
     again = run_eval(config, clean_dir, out)
     assert again.computed == 0
-    for resumed, original in zip(
-        again.items, first.items, strict=True
-    ):  # batched differently: float rounding
+    assert_same_items(again.items, first.items)
+
+
+def assert_same_items(resumed_items, original_items) -> None:
+    """The same items in the same order with the same scores (batched differently: float rounding)."""
+    for resumed, original in zip(resumed_items, original_items, strict=True):
         assert (resumed.condition, resumed.method, resumed.segment) == (
             original.condition,
             original.method,
@@ -167,15 +170,7 @@ def test_eval_resumes_after_an_interruption_and_ignores_a_torn_line(clean_dir, t
     (out / "items.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])  # cut mid-item
     again = run_eval(config, clean_dir, out)
     assert again.computed == 1
-    for resumed, original in zip(
-        again.items, first.items, strict=True
-    ):  # batched differently: float rounding
-        assert (resumed.condition, resumed.method, resumed.segment) == (
-            original.condition,
-            original.method,
-            original.segment,
-        )
-        assert resumed.scores == pytest.approx(original.scores, rel=1e-5, abs=1e-6)
+    assert_same_items(again.items, first.items)
     assert run_eval(config, clean_dir, out).computed == 0  # the torn line did not swallow the new one
     lpc = [i for i in again.items if i.method == "lpc"]
     degraded = [i for i in again.items if i.method == "degraded"]
