@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> dict:
     reference = fixed_crops(files, args.length, info.sample_rate, args.crops, seed=args.seed)
     began = time.perf_counter()
     samples = draw_samples(
-        Denoiser(net, sigma_data=info.sigma_data),
+        info.denoiser(net),
         args.samples,
         args.length,
         args.steps,

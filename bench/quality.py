@@ -43,7 +43,7 @@ def bwe(
 def evaluate(checkpoint: str, data: Path, segments: int, cutoffs: list[float], steps: int, seed: int) -> dict:
     """LSD of the restored, noise-filled and lowpassed segments per cutoff (means over segments)."""
     net, info = load_checkpoint(checkpoint)
-    denoiser = Denoiser(net, sigma_data=info.sigma_data)
+    denoiser = info.denoiser(net)
     files, _ = scan_audio(data)
     clean = fixed_crops(files, SEGMENT, info.sample_rate, segments, seed=seed)
     results = {"checkpoint": str(checkpoint), "segments": segments, "steps": steps, "cutoffs": {}}

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from cqtrestore.diffusion import Denoiser, EDMLoss
+from cqtrestore.diffusion import Denoiser
 from cqtrestore.train import TrainConfig, ema_decay, initialise, step_noise, update_ema, weighted_loss
 from cqtrestore.unet import build_unet
 
@@ -60,7 +60,7 @@ def time_steps(config: TrainConfig, device: torch.device, steps: int, warmup: in
     ema = copy.deepcopy(net).requires_grad_(False)
     model = net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
     model = torch.compile(model) if config.compile else model
-    denoiser, loss_fn = Denoiser(model, config.sigma_data), EDMLoss(config.sigma_data)
+    denoiser = Denoiser(model, config.sigma_data)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     x = 0.057 * torch.randn(config.batch_size, config.segment, device=device)
     times = []
@@ -69,7 +69,7 @@ def time_steps(config: TrainConfig, device: torch.device, steps: int, warmup: in
         tic = time.perf_counter()
         sigma, noise = step_noise(config, step)
         with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
-            per_item = weighted_loss(loss_fn, denoiser, x, sigma.to(device), noise.to(device))
+            per_item = weighted_loss(denoiser, x, sigma.to(device), noise.to(device))
         optimizer.zero_grad(set_to_none=True)
         per_item.mean().backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)

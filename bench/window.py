@@ -84,7 +84,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     net, info = load_checkpoint(args.checkpoint)
-    counting = Counting(Denoiser(net, info.sigma_data))
+    counting = Counting(info.denoiser(net))
     restorer = Restorer(counting, info.sample_rate)
     time_window(restorer, counting, 2, args.cutoff)  # warm-up: tables, caches, oneDNN kernels
     runs = [time_window(restorer, counting, args.steps, args.cutoff) for _ in range(args.repeats)]

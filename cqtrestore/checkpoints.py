@@ -13,7 +13,7 @@ import pickle
 import re
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cqtrestore.diffusion import SIGMA_DATA
+from cqtrestore.diffusion import SIGMA_DATA, Denoiser, check_spectrum
 from cqtrestore.download import (  # noqa: F401 (CheckpointError and atomic_write are re-exported)
     HF_PREFIX,
     CheckpointError,
@@ -281,16 +281,22 @@ class CheckpointInfo:
     format: str  # one of FORMATS
     sha256: str
     is_trained: bool
+    data_spectrum: tuple[float, ...] | None = None  # spectral preconditioning's P(f), 0 Hz to Nyquist
+
+    def denoiser(self, net: nn.Module) -> Denoiser:
+        """D(x, σ) around the raw network F, preconditioned as the checkpoint was trained."""
+        return Denoiser(net, sigma_data=self.sigma_data, spectrum=self.data_spectrum)
 
 
 def sniff_format(path: str | Path) -> str | None:
     """What a file holds by its first bytes: "cqtrestore" (safetensors), "reference" (torch) or None."""
     with open(path, "rb") as handle:
         head = handle.read(9)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):  # torch zip or legacy pickle
-        return "reference"
+    # safetensors first: its 8-byte header length may itself start with 0x80, pickle's first byte.
     if len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < Path(path).stat().st_size:
         return "cqtrestore"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):  # torch zip or legacy pickle
+        return "reference"
     return None
 
 
@@ -327,8 +333,19 @@ def load_checkpoint(
         format=found,
         sha256=(entry.sha256 if entry else "") or sha256_file(path),
         is_trained=entry.is_trained if entry else meta.get("trained") != "false",
+        data_spectrum=_spectrum_of(meta, path),
     )
     return net.to(device).eval(), info
+
+
+def _spectrum_of(meta: dict[str, str], path: Path) -> tuple[float, ...] | None:
+    """The data spectrum a checkpoint's metadata holds (spectral preconditioning), if any."""
+    if "data_spectrum" not in meta:
+        return None
+    try:
+        return tuple(check_spectrum(json.loads(meta["data_spectrum"])).tolist())
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: invalid data spectrum in metadata ({_line(error)})") from None
 
 
 def preset_of(config: UNetConfig) -> str:
@@ -374,12 +391,16 @@ def save_weights(
     sigma_data: float = SIGMA_DATA,
     dtype: torch.dtype | None = None,
     metadata: dict[str, str] | None = None,
+    spectrum: Sequence[float] | torch.Tensor | None = None,
 ) -> None:
-    """Write the network's state as safetensors with its ``UNetConfig`` and σ_data in the metadata."""
+    """Write the network's state as safetensors with its ``UNetConfig``, σ_data and, for spectral
+    preconditioning, the data spectrum in the metadata."""
     state = {key: value.detach().contiguous().cpu() for key, value in net.state_dict().items()}
     if dtype is not None:
         state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in state.items()}
     meta = {"format": FORMAT, "config": json.dumps(net.config.to_dict()), "sigma_data": repr(sigma_data)}
+    if spectrum is not None:
+        meta["data_spectrum"] = json.dumps([float(f"{p:.6g}") for p in check_spectrum(spectrum).tolist()])
     meta.update(metadata or {})
     atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata=meta))
 

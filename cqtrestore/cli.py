@@ -55,6 +55,11 @@ def train(
     sigma_distribution: str = typer.Option(
         "rho", help="Training noise levels: rho (the paper's) or lognormal (EDM's, ln σ ~ N(p_mean, p_std²))."
     ),
+    precondition: str = typer.Option(
+        "scalar",
+        help="scalar (the paper's EDM σ_data) or spectral (σ_data² -> the training data's power spectrum, "
+        "measured at the start; an untrained network is then the data's Gaussian prior).",
+    ),
     p_mean: float = typer.Option(-1.2, help="Mean of ln σ with --sigma-distribution lognormal."),
     p_std: float = typer.Option(1.2, help="Standard deviation of ln σ with --sigma-distribution lognormal."),
     sample_every: int = typer.Option(
@@ -94,6 +99,7 @@ def train(
             threads=threads,
             workers=workers,
             sigma_distribution=sigma_distribution,
+            precondition=precondition,
             p_mean=p_mean,
             p_std=p_std,
             sample_every=sample_every,

@@ -160,3 +160,23 @@ def fixed_crops(
 ) -> torch.Tensor:
     """A fixed set of validation crops (no augmentation), the same on every call."""
     return RandomCrops(files, segment, sample_rate, seed=seed, gain_db=0.0).batch(step=VALID_STEP, size=count)
+
+
+def estimate_spectrum(
+    crops: RandomCrops, count: int = 1024, bins: int = 513, seed_step: int = 2**41
+) -> np.ndarray:
+    """The data's power spectrum P(f) at ``bins`` frequencies from 0 Hz to Nyquist (Welch, Hann).
+
+    Averaged over ``count`` crops of the (augmented) training distribution, drawn as the crops of one
+    "step" that training never reaches; normalised so that white noise of variance s² gives P = s²."""
+    n_fft = 2 * (bins - 1)
+    if crops.segment < n_fft:
+        raise DataError(f"crops of {crops.segment} samples are shorter than the {n_fft}-point spectrum")
+    window = np.hanning(n_fft + 1)[:-1]
+    total, frames = np.zeros(bins), 0
+    for index in range(count):
+        audio = crops.crop(seed_step, index).astype(np.float64)
+        segments = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[:: n_fft // 2]
+        total += (np.abs(np.fft.rfft(segments * window, axis=-1)) ** 2).sum(axis=0)
+        frames += len(segments)
+    return total / frames / np.sum(window**2)

@@ -25,14 +25,24 @@ def _per_item(sigma: Tensor | float, x: Tensor) -> Tensor:
 
 
 class Denoiser(nn.Module):
-    """D(x, σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, ¼ ln σ) — EDM preconditioning (paper eq. 5)."""
+    """D(x, σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, ¼ ln σ) — EDM preconditioning (paper eq. 5).
 
-    def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA) -> None:
+    With a data ``spectrum`` (power on a uniform grid from 0 Hz to Nyquist) the three scalings become
+    per-frequency gains, applied as zero-phase filters: EDM's formulas with σ_data² replaced by the
+    spectrum's P(f) (see ``spectral_scalings``). A constant spectrum σ_data² is the scalar case; a zero
+    network is then the exact (Wiener) denoiser of a stationary Gaussian process with that spectrum.
+    """
+
+    def __init__(
+        self, net: nn.Module, sigma_data: float = SIGMA_DATA, spectrum: Sequence[float] | Tensor | None = None
+    ) -> None:
         super().__init__()
         if sigma_data <= 0:
             raise ValueError(f"sigma_data must be positive, got {sigma_data}")
         self.net = net
         self.sigma_data = sigma_data
+        self.spectrum = None if spectrum is None else check_spectrum(spectrum)
+        self._grids: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
 
     def scalings(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(c_skip, c_out, c_in, c_noise) for noise levels ``sigma``."""
@@ -43,11 +53,79 @@ class Denoiser(nn.Module):
         c_noise = sigma.log() / 4
         return c_skip, c_out, c_in, c_noise
 
+    def power(self, length: int, like: Tensor) -> Tensor:
+        """The data spectrum P(f) on the rfft bins of ``length`` samples, (1, length // 2 + 1)."""
+        key = (length, like.dtype, like.device)
+        if key not in self._grids:
+            with torch.inference_mode(False):  # a cache made under inference mode could not serve autograd
+                self._grids[key] = spectrum_on_grid(self.spectrum, length).to(like)[None]
+        return self._grids[key]
+
+    def spectral_scalings(self, sigma: Tensor, length: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-frequency (c_skip, c_out, c_in), each (batch, length // 2 + 1): σ_data² -> P(f)."""
+        power = self.power(length, sigma)
+        total = power + sigma**2
+        return power / total, sigma * power.sqrt() / total.sqrt(), 1 / total.sqrt()
+
     def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         """Denoised estimate x̂₀ of audio x (batch, length) at noise level(s) σ (float or (batch,))."""
         sigma = _per_item(sigma, x)
-        c_skip, c_out, c_in, c_noise = self.scalings(sigma)
-        return c_skip * x + c_out * self.net(c_in * x, c_noise)
+        if self.spectrum is None:
+            c_skip, c_out, c_in, c_noise = self.scalings(sigma)
+            return c_skip * x + c_out * self.net(c_in * x, c_noise)
+        length = x.shape[-1]
+        c_skip, c_out, c_in = self.spectral_scalings(sigma, length)
+        spectrum = torch.fft.rfft(x)
+        output = self.net(torch.fft.irfft(spectrum * c_in, n=length), sigma.log() / 4).to(x.dtype)
+        return torch.fft.irfft(spectrum * c_skip + torch.fft.rfft(output) * c_out, n=length)
+
+    def weighted_error(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
+        """λ-weighted error of denoising x0 + σ·noise, per item (paper eq. 6): ‖F − target‖² per sample.
+
+        Scalar: λ(σ)·mean (D − x0)², λ = 1/c_out². Spectral: the same with λ per frequency, computed
+        from the network's output and its target in the frequency domain (Parseval), so that the
+        quietest bands keep their precision."""
+        sigma = _per_item(sigma, x0)
+        x = x0 + sigma * noise
+        if self.spectrum is None:
+            c_skip, c_out, c_in, c_noise = self.scalings(sigma)
+            denoised = (c_skip * x + c_out * self.net(c_in * x, c_noise)).to(x0.dtype)
+            weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2  # 1 / c_out²
+            return (weight * (denoised - x0) ** 2).mean(dim=1)
+        length = x0.shape[-1]
+        c_skip, c_out, c_in = self.spectral_scalings(sigma, length)
+        spectrum = torch.fft.rfft(x)
+        output = self.net(torch.fft.irfft(spectrum * c_in, n=length), sigma.log() / 4).to(x0.dtype)
+        target = (torch.fft.rfft(x0) - c_skip * spectrum) / c_out
+        error = (torch.fft.rfft(output) - target).abs() ** 2
+        return (error * rfft_weights(length, error)).sum(dim=1) / length**2
+
+
+def check_spectrum(spectrum: Sequence[float] | Tensor) -> Tensor:
+    """A data spectrum as a float64 tensor: at least 2 finite, positive powers from 0 Hz to Nyquist."""
+    values = torch.as_tensor(spectrum, dtype=torch.float64).flatten()
+    if len(values) < 2 or not bool(torch.isfinite(values).all()) or not bool((values > 0).all()):
+        raise ValueError("a data spectrum needs at least 2 finite, positive power values (0 Hz to Nyquist)")
+    return values
+
+
+def spectrum_on_grid(spectrum: Tensor, length: int) -> Tensor:
+    """Linear interpolation of log power onto the rfft bins of ``length`` samples (float64)."""
+    # Bin k is at k / length of the rate, i.e. 2k / length of Nyquist (odd lengths stop short of it).
+    position = torch.arange(length // 2 + 1, dtype=torch.float64) * 2 / length * (len(spectrum) - 1)
+    low = position.floor().long().clamp(max=len(spectrum) - 2)
+    frac = position - low
+    log_power = spectrum.log()
+    return (log_power[low] * (1 - frac) + log_power[low + 1] * frac).exp()
+
+
+def rfft_weights(length: int, like: Tensor) -> Tensor:
+    """How often each rfft bin occurs in the full spectrum: 1 for DC (and Nyquist), 2 otherwise."""
+    weights = like.new_full((length // 2 + 1,), 2.0)
+    weights[0] = 1.0
+    if length % 2 == 0:
+        weights[-1] = 1.0
+    return weights
 
 
 def training_sigmas(
@@ -85,9 +163,13 @@ class EDMLoss:
     def __call__(
         self, denoiser: DenoiserFn, x: Tensor, sigma: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Per-item weighted loss (batch,) for clean audio x (batch, length) at noise levels σ (batch,)."""
+        """Per-item weighted loss (batch,) for clean audio x (batch, length) at noise levels σ (batch,).
+
+        A ``Denoiser`` weighs its own error (per frequency when it has a data spectrum)."""
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         sigma = sigma.to(x).reshape(-1, 1)
+        if isinstance(denoiser, Denoiser):
+            return denoiser.weighted_error(x, sigma.reshape(-1), noise)
         denoised = denoiser(x + sigma * noise, sigma.reshape(-1))
         return (self.weight(sigma) * (denoised - x) ** 2).mean(dim=1)
 

@@ -311,7 +311,7 @@ def load_denoiser(config: EvalConfig) -> Denoiser | None:
         raise EvalError(
             f"checkpoint {info.name!r} runs at {info.sample_rate} Hz; eval needs {SAMPLE_RATE} Hz"
         )
-    denoiser = Denoiser(net, sigma_data=info.sigma_data).to(config.device).eval()
+    denoiser = info.denoiser(net).to(config.device).eval()
     for parameter in denoiser.parameters():
         parameter.requires_grad_(False)
     return denoiser

@@ -18,7 +18,7 @@ import torch
 
 from cqtrestore import audio, detect, units
 from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
-from cqtrestore.diffusion import Denoiser, SamplerOptions
+from cqtrestore.diffusion import SamplerOptions
 from cqtrestore.guidance import GuidanceOptions, default_guidance
 from cqtrestore.metrics import lsd, si_sdr
 from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator
@@ -178,7 +178,7 @@ def load_restorer(checkpoint: str | None, device: str, say: Say) -> Restorer:
             f"[bold yellow]WARNING:[/] checkpoint {info.name!r} is an UNTRAINED test network: "
             "the output is noise"
         )
-    return Restorer(Denoiser(net, sigma_data=info.sigma_data), sample_rate=info.sample_rate, device=device)
+    return Restorer(info.denoiser(net), sample_rate=info.sample_rate, device=device)
 
 
 # ---------------------------------------------------------------- jobs

@@ -22,13 +22,15 @@ import torch
 import torch.distributed as dist
 
 from cqtrestore.checkpoints import atomic_write, save_weights
-from cqtrestore.data import RandomCrops, crop_batches, fixed_crops, scan_audio, split_files
-from cqtrestore.diffusion import SIGMA_DATA, Denoiser, EDMLoss, SamplerOptions, sample_heun, training_sigmas
+from cqtrestore.data import RandomCrops, crop_batches, estimate_spectrum, fixed_crops, scan_audio, split_files
+from cqtrestore.diffusion import SIGMA_DATA, Denoiser, SamplerOptions, sample_heun, training_sigmas
 from cqtrestore.unet import build_unet, min_length, resolve_config
 
 VALID_SIGMAS = (1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0)
 LOSS_BINS = 8  # log-spaced σ bins of the training-loss log
 SIGMA_DISTRIBUTIONS = ("rho", "lognormal")
+PRECONDITIONINGS = ("scalar", "spectral")
+SPECTRUM_CROPS = 1024  # training crops whose average power spectrum a spectral run measures
 BWE_CUTOFF_HZ = 3000.0  # the lowpass of the bandwidth-extension sample
 BF16_ON_CPU = "--bf16 needs a CUDA GPU: on these AVX2 CPUs bf16 training is 30-80x slower than float32"
 
@@ -56,6 +58,7 @@ class TrainConfig:
     p_mean: float = -1.2  # log-normal σ: ln σ ~ N(p_mean, p_std²)
     p_std: float = 1.2
     sigma_data: float = SIGMA_DATA
+    precondition: str = "scalar"  # "spectral": σ_data² -> the training data's power spectrum P(f)
     gain_db: float = 3.0
     seed: int = 0
     valid_fraction: float = 0.05
@@ -83,6 +86,8 @@ class TrainConfig:
             raise ValueError(
                 f"unknown sigma distribution {self.sigma_distribution!r}: use 'rho' or 'lognormal'"
             )
+        if self.precondition not in PRECONDITIONINGS:
+            raise ValueError(f"unknown preconditioning {self.precondition!r}: use 'scalar' or 'spectral'")
         if not self.p_std > 0:
             raise ValueError(f"p_std must be positive, got {self.p_std}")
         for name in ("workers", "sample_every", "threads"):
@@ -184,12 +189,10 @@ def step_noise(config: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def weighted_loss(
-    loss: EDMLoss, denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor
+    denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     """Per-item λ(σ)·mean (D(x + σn, σ) − x)², with the noise n given (so ranks can share one draw)."""
-    sigma = sigma.to(x).reshape(-1, 1)
-    denoised = denoiser(x + sigma * noise.to(x), sigma.reshape(-1)).float()
-    return (loss.weight(sigma) * (denoised - x) ** 2).mean(dim=1)
+    return denoiser.weighted_error(x, sigma.to(x), noise.to(x))
 
 
 def gather(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
@@ -207,7 +210,7 @@ def validation_loss(
     denoiser: Denoiser, crops: torch.Tensor, config: TrainConfig, batch: int = 8
 ) -> dict[str, float]:
     """λ-weighted loss of ``denoiser`` on fixed crops at each σ of ``VALID_SIGMAS`` (fixed noise)."""
-    loss, result = EDMLoss(config.sigma_data), {}
+    result = {}
     device = next(denoiser.parameters()).device
     for i, sigma in enumerate(VALID_SIGMAS):
         values = []
@@ -215,7 +218,7 @@ def validation_loss(
             x = crops[start : start + batch]
             noise = torch.randn(x.shape, generator=step_generator(config.seed, 2**40 + start, i))
             sigmas = torch.full((len(x),), sigma)
-            values.append(weighted_loss(loss, denoiser, x.to(device), sigmas, noise).cpu())
+            values.append(weighted_loss(denoiser, x.to(device), sigmas, noise).cpu())
         result[f"{sigma:g}"] = torch.cat(values).mean().item()
     return result
 
@@ -267,8 +270,10 @@ def loss_bins(config: TrainConfig) -> np.ndarray:
     return np.geomspace(config.sigma_min, config.sigma_max, LOSS_BINS + 1)
 
 
-def save_checkpoint(path: Path, step: int, config: TrainConfig, net, ema, optimizer) -> None:
-    """Model, EMA, optimizer, step and config in one file, written atomically."""
+def save_checkpoint(
+    path: Path, step: int, config: TrainConfig, net, ema, optimizer, spectrum: torch.Tensor | None = None
+) -> None:
+    """Model, EMA, optimizer, step, config (and a spectral run's data spectrum) in one file, atomically."""
     state = {
         "step": step,
         "config": json.dumps(asdict(config)),
@@ -276,6 +281,8 @@ def save_checkpoint(path: Path, step: int, config: TrainConfig, net, ema, optimi
         "ema": ema.state_dict(),
         "optimizer": optimizer.state_dict(),
     }
+    if spectrum is not None:
+        state["spectrum"] = spectrum
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -321,15 +328,18 @@ def train(
     net = initialise(build_unet(net_config)).to(ranks.device)
     ema = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
-    start = 0
+    start, spectrum = 0, None
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=ranks.device, weights_only=True)
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+        start, spectrum = int(state["step"]), state.get("spectrum")
     elif not resume and checkpoint_path.exists():
         raise FileExistsError(f"{checkpoint_path} exists: resume it or choose another output folder")
+    if config.precondition == "spectral" and spectrum is None:
+        bins = min(513, 2 ** int(np.log2(config.segment)) // 2 + 1)
+        spectrum = torch.from_numpy(estimate_spectrum(crops, SPECTRUM_CROPS, bins))
 
     # The network as trained: channels-last on CUDA, DDP-wrapped, compiled (the EMA stays plain).
     model = net.to(memory_format=torch.channels_last) if ranks.device.type == "cuda" else net
@@ -337,8 +347,9 @@ def train(
         device_ids = [ranks.device] if ranks.device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     model = torch.compile(model) if config.compile else model
-    denoiser, ema_denoiser = Denoiser(model, config.sigma_data), Denoiser(ema, config.sigma_data)
-    loss_fn, edges, mine = EDMLoss(config.sigma_data), loss_bins(config), ranks.share(config.batch_size)
+    denoiser = Denoiser(model, config.sigma_data, spectrum)
+    ema_denoiser = Denoiser(ema, config.sigma_data, spectrum)
+    edges, mine = loss_bins(config), ranks.share(config.batch_size)
     batches = crop_batches(crops, start, config.steps, mine.stop - mine.start, mine.start, config.workers)
     if ranks.main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -371,7 +382,7 @@ def train(
         model.train()
         sigma, noise = step_noise(config, step)
         with torch.autocast(ranks.device.type, torch.bfloat16, enabled=config.bf16):
-            per_item = weighted_loss(loss_fn, denoiser, x.to(ranks.device), sigma[mine], noise[mine])
+            per_item = weighted_loss(denoiser, x.to(ranks.device), sigma[mine], noise[mine])
         optimizer.zero_grad(set_to_none=True)
         per_item.mean().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
@@ -407,8 +418,14 @@ def train(
         if ranks.main and (done % config.save_every == 0 or done == config.steps):
             ema.eval()
             log({"step": done, "valid": validation_loss(ema_denoiser, valid, config)})
-            save_checkpoint(checkpoint_path, done, config, net, ema, optimizer)
-            save_weights(out_dir / "ema.safetensors", ema, config.sigma_data, metadata={"step": str(done)})
+            save_checkpoint(checkpoint_path, done, config, net, ema, optimizer, spectrum)
+            save_weights(
+                out_dir / "ema.safetensors",
+                ema,
+                config.sigma_data,
+                metadata={"step": str(done)},
+                spectrum=spectrum,
+            )
             tic = time.perf_counter()
         if ranks.main and config.sample_every and done % config.sample_every == 0:
             ema.eval()
@@ -432,5 +449,6 @@ def export_run(run_dir: str | Path, out_path: str | Path, half: bool = True) -> 
     net = build_unet(resolve_config(config.preset))
     net.load_state_dict(state["ema"])
     metadata = {"step": str(state["step"]), "preset": config.preset, "train_config": state["config"]}
-    save_weights(out_path, net, config.sigma_data, torch.float16 if half else None, metadata)
+    dtype = torch.float16 if half else None
+    save_weights(out_path, net, config.sigma_data, dtype, metadata, spectrum=state.get("spectrum"))
     return metadata

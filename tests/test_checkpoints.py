@@ -462,3 +462,16 @@ def test_corrupt_and_foreign_files_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="refused to unpickle") as info:
         load_checkpoint(str(tmp_path / "evil.pt"))
     assert "\n" not in str(info.value)
+
+
+def test_safetensors_whose_header_length_starts_with_pickles_byte_is_still_safetensors(tmp_path):
+    # The first 8 bytes are the header length; a low byte of 0x80 is also pickle's first byte.
+    from cqtrestore.checkpoints import sniff_format
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(256):
+        save_file({"w": torch.zeros(2)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert sniff_format(path) == "cqtrestore"

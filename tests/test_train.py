@@ -168,3 +168,36 @@ def test_config_validation_and_warmup():
         TrainConfig(batch_size=0)
     config = TrainConfig(lr=1e-3, warmup_steps=10)
     assert learning_rate(config, 0) == pytest.approx(1e-4) and learning_rate(config, 50) == 1e-3
+
+
+def test_spectral_run_measures_keeps_and_exports_its_data_spectrum(tones, tmp_path):
+    from cqtrestore.checkpoints import load_checkpoint as load_prior
+
+    config = dict(CONFIG, precondition="spectral")
+    train(TrainConfig(steps=10, **config), tones, tmp_path / "whole")
+    spectrum = load_checkpoint(tmp_path / "whole/checkpoint.pt")["spectrum"]
+    # A 1024-point spectrum (513 bins to Nyquist); the tones (80 Hz-4.2 kHz) dwarf the top octave.
+    assert spectrum.shape == (513,) and bool((spectrum > 0).all())
+    low, top = spectrum[int(512 * 300 / 11025)], spectrum[int(512 * 0.6) :].max()
+    assert low > 1e4 * top
+    # Resuming reads the spectrum back instead of measuring it again: same losses as one run.
+    train(TrainConfig(steps=5, **config), tones, tmp_path / "split")
+    train(TrainConfig(steps=10, **config), tones, tmp_path / "split", resume=True)
+    assert losses(tmp_path / "split" / "log.jsonl") == losses(tmp_path / "whole" / "log.jsonl")
+    # The EMA file carries it (6 significant digits), and the loaded prior is preconditioned with it.
+    net, info = load_prior(tmp_path / "whole" / "ema.safetensors")
+    np.testing.assert_allclose(info.data_spectrum, spectrum.numpy(), rtol=1e-5)
+    denoiser = info.denoiser(net)
+    x = torch.randn(1, 4096) * 0.057
+    assert torch.isfinite(denoiser(x, 0.1)).all()
+
+
+def test_estimated_spectrum_of_white_noise_is_its_variance(tmp_path):
+    from cqtrestore.data import estimate_spectrum
+
+    sf.write(tmp_path / "white.wav", np.random.default_rng(1).normal(0, 0.1, 5 * SR), SR)
+    crops = RandomCrops(scan_audio(tmp_path)[0], 4096, SR, seed=0, gain_db=0.0)
+    spectrum = estimate_spectrum(crops, count=64, bins=257)
+    assert spectrum.shape == (257,)
+    assert abs(spectrum[1:-1].mean() / 0.01 - 1) < 0.03  # per-bin scatter averages out over the band
+    assert np.all(np.abs(10 * np.log10(spectrum[1:-1] / 0.01)) < 1.5)
