@@ -60,6 +60,9 @@ def train(
         help="scalar (the paper's EDM σ_data) or spectral (σ_data² -> the training data's power spectrum, "
         "measured at the start; an untrained network is then the data's Gaussian prior).",
     ),
+    sigma_min: float = typer.Option(1e-6, help="Lowest training noise level."),
+    sigma_max: float = typer.Option(10.0, help="Highest training noise level."),
+    rho: float = typer.Option(10.0, help="ρ of the rho noise-level distribution."),
     p_mean: float = typer.Option(-1.2, help="Mean of ln σ with --sigma-distribution lognormal."),
     p_std: float = typer.Option(1.2, help="Standard deviation of ln σ with --sigma-distribution lognormal."),
     sample_every: int = typer.Option(
@@ -100,6 +103,9 @@ def train(
             workers=workers,
             sigma_distribution=sigma_distribution,
             precondition=precondition,
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+            rho=rho,
             p_mean=p_mean,
             p_std=p_std,
             sample_every=sample_every,

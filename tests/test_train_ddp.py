@@ -148,3 +148,30 @@ def test_cli_options(tones, tmp_path, monkeypatch):
     assert "3 training and 1 validation files (skipped: 1 unreadable), " in ran.output
     config = json.loads((tmp_path / "c" / "config.json").read_text())
     assert config["sigma_distribution"] == "lognormal" and config["p_mean"] == -2 and config["workers"] == 1
+    bad = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "d"), "--precondition", "pink"])
+    assert bad.exit_code == 2 and "unknown preconditioning 'pink'" in bad.output
+    bad = runner.invoke(
+        app, ["train", *common, "--out", str(tmp_path / "d"), "--sigma-min", "3", "--sigma-max", "2"]
+    )
+    assert bad.exit_code == 2 and "need 0 < sigma_min < sigma_max" in bad.output
+    args = [
+        "--steps",
+        "1",
+        "--precondition",
+        "spectral",
+        "--sigma-min",
+        "1e-5",
+        "--sigma-max",
+        "2",
+        "--rho",
+        "7",
+    ]
+    ran = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "e"), *args, "--valid-crops", "1"])
+    assert ran.exit_code == 0, ran.output
+    config = json.loads((tmp_path / "e" / "config.json").read_text())
+    assert (config["precondition"], config["sigma_min"], config["sigma_max"], config["rho"]) == (
+        "spectral",
+        1e-5,
+        2,
+        7,
+    )
