@@ -60,6 +60,9 @@ def train(
         help="scalar (the paper's EDM σ_data) or spectral (σ_data² -> the training data's power spectrum, "
         "measured at the start; an untrained network is then the data's Gaussian prior).",
     ),
+    edge_taper: int = typer.Option(
+        0, help="Samples of raised-cosine fade at both ends of every crop (0: none; use with spectral)."
+    ),
     sigma_min: float = typer.Option(1e-6, help="Lowest training noise level."),
     sigma_max: float = typer.Option(10.0, help="Highest training noise level."),
     rho: float = typer.Option(10.0, help="ρ of the rho noise-level distribution."),
@@ -103,6 +106,7 @@ def train(
             workers=workers,
             sigma_distribution=sigma_distribution,
             precondition=precondition,
+            edge_taper=edge_taper,
             sigma_min=sigma_min,
             sigma_max=sigma_max,
             rho=rho,

@@ -59,6 +59,7 @@ class TrainConfig:
     p_std: float = 1.2
     sigma_data: float = SIGMA_DATA
     precondition: str = "scalar"  # "spectral": σ_data² -> the training data's power spectrum P(f)
+    edge_taper: int = 0  # samples of raised-cosine fade-in/out on every crop (0: none)
     gain_db: float = 3.0
     seed: int = 0
     valid_fraction: float = 0.05
@@ -90,6 +91,8 @@ class TrainConfig:
             raise ValueError(f"unknown preconditioning {self.precondition!r}: use 'scalar' or 'spectral'")
         if not self.p_std > 0:
             raise ValueError(f"p_std must be positive, got {self.p_std}")
+        if not 0 <= self.edge_taper <= self.segment // 4:
+            raise ValueError(f"edge_taper must be from 0 to a quarter of the segment, got {self.edge_taper}")
         for name in ("workers", "sample_every", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
@@ -265,6 +268,18 @@ def write_samples(folder: Path, denoiser: Denoiser, clean: torch.Tensor, config:
     return sorted(folder.iterdir())
 
 
+def edge_taper(segment: int, taper: int) -> torch.Tensor:
+    """(segment,) gains: raised-cosine fade-in and fade-out of ``taper`` samples, 1 between.
+
+    Fading the crops' ends removes the jump between their last and first sample, whose broadband
+    leakage would otherwise dominate the quiet top octaves of the (circular) spectral loss."""
+    gains = torch.ones(segment)
+    if taper:
+        ramp = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(taper) + 0.5) / taper)
+        gains[:taper], gains[segment - taper :] = ramp, ramp.flip(0)
+    return gains
+
+
 def loss_bins(config: TrainConfig) -> np.ndarray:
     """Edges of the log-spaced σ bins used to report training loss by noise level."""
     return np.geomspace(config.sigma_min, config.sigma_max, LOSS_BINS + 1)
@@ -322,6 +337,8 @@ def train(
     valid = fixed_crops(
         valid_files or train_files, config.segment, net_config.sample_rate, config.valid_crops, config.seed
     )
+    taper = edge_taper(config.segment, config.edge_taper)
+    valid = valid * taper
 
     # Model, EMA copy, optimizer; continue from the checkpoint when resuming.
     torch.manual_seed(config.seed)
@@ -382,7 +399,7 @@ def train(
         model.train()
         sigma, noise = step_noise(config, step)
         with torch.autocast(ranks.device.type, torch.bfloat16, enabled=config.bf16):
-            per_item = weighted_loss(denoiser, x.to(ranks.device), sigma[mine], noise[mine])
+            per_item = weighted_loss(denoiser, (x * taper).to(ranks.device), sigma[mine], noise[mine])
         optimizer.zero_grad(set_to_none=True)
         per_item.mean().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)

@@ -12,7 +12,7 @@ resume=""
 [ -f "$out/checkpoint.pt" ] && resume="--resume"
 mkdir -p "$out"
 setsid nohup nice -n "${NICE:-19}" python -m cqtrestore train data/piano/train --valid-dir data/piano/valid \
-  --out "$out" --preset small-shallow --precondition spectral --steps "${STEPS:-200000}" --batch-size 2 \
+  --out "$out" --preset small-shallow --precondition spectral --edge-taper 256 --steps "${STEPS:-200000}" --batch-size 2 \
   --segment 16384 --lr 5e-4 --warmup 200 --ema 0.999 --sigma-min 1e-5 --sigma-max 2 --valid-crops 8 \
   --save-every "${SAVE_EVERY:-200}" --log-every 20 --threads "${THREADS:-2}" --seed 0 $resume >> "$out/train.out" 2>&1 &
 # setsid gives the run its own scheduler autogroup, where plain nice has no effect against other sessions:

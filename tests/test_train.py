@@ -201,3 +201,19 @@ def test_estimated_spectrum_of_white_noise_is_its_variance(tmp_path):
     assert spectrum.shape == (257,)
     assert abs(spectrum[1:-1].mean() / 0.01 - 1) < 0.03  # per-bin scatter averages out over the band
     assert np.all(np.abs(10 * np.log10(spectrum[1:-1] / 0.01)) < 1.5)
+
+
+def test_edge_taper_fades_both_ends_and_removes_the_wrap_jump():
+    from cqtrestore.train import edge_taper
+
+    gains = edge_taper(4096, 256)
+    assert gains[256:-256].eq(1).all() and gains[0] < 1e-4 and gains[-1] < 1e-4
+    torch.testing.assert_close(gains[:256], gains[-256:].flip(0))
+    assert edge_taper(4096, 0).eq(1).all()
+    # A low tone cut mid-cycle: its circular spectrum's top octave is edge leakage, which the taper removes.
+    t = torch.arange(4096) / SR
+    tone = torch.sin(2 * torch.pi * 110.3 * t)
+    top = lambda x: (torch.fft.rfft(x).abs() ** 2)[1024:].sum()  # noqa: E731
+    assert top(tone * gains) < 1e-4 * top(tone)
+    with pytest.raises(ValueError, match="edge_taper"):
+        TrainConfig(segment=4096, edge_taper=2000)
