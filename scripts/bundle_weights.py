@@ -2,9 +2,9 @@
 
     python scripts/bundle_weights.py            # before a session stops (see docs/model-card.md)
 
-runs/piano-small-shallow -> cqtrestore/weights/piano-small.safetensors       (the default prior)
-runs/piano-small         -> cqtrestore/weights/piano-small-deep.safetensors  (the other candidate)
-Rewrites `sha256` and the step in `description` of those entries in checkpoints.toml.
+runs/piano-spectral -> cqtrestore/weights/piano-small.safetensors (the default prior; scripts/train_piano.sh)
+Rewrites `sha256` and the step in `description` of that entry in checkpoints.toml. The earlier scalar
+priors (`piano-small-scalar`, `piano-small-deep`) are frozen: their runs ended.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from cqtrestore.train import export_run
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLES = {"piano-small": "runs/piano-small-shallow", "piano-small-deep": "runs/piano-small"}
+BUNDLES = {"piano-small": "runs/piano-spectral"}
 
 
 def update_entry(toml: str, name: str, sha256: str, step: int) -> str:

@@ -15,6 +15,7 @@ class GaussianPrior:
         cov = torch.stack([torch.roll(autocov, i) for i in range(length)])
         self.cov = cov / cov.diag().mean() * std**2
         self.eigenvalues, self.eigenvectors = torch.linalg.eigh(self.cov)
+        self.cholesky = torch.linalg.cholesky(self.cov + 1e-12 * torch.eye(length, dtype=torch.float64))
         self.length = length
 
     def denoiser(self, x: Tensor, sigma: Tensor | float) -> Tensor:
@@ -25,8 +26,9 @@ class GaussianPrior:
 
     def draw(self, batch: int, generator: torch.Generator) -> Tensor:
         """Samples x ~ N(0, C), shape (batch, length)."""
+        # Cholesky, not the eigenvectors: eigh's signs differ between LAPACK builds, and so would the draws.
         white = torch.randn(batch, self.length, generator=generator, dtype=torch.float64)
-        return (white * self.eigenvalues.clamp(min=0).sqrt()) @ self.eigenvectors.T
+        return white @ self.cholesky.T
 
     def posterior(self, observed: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and covariance of the missing samples given x[observed] = y[observed]."""
