@@ -281,13 +281,31 @@ def sample_posterior(
 # ---------------------------------------------------------------- the run
 
 
+def checkpoint_digest(config: EvalConfig) -> str:
+    """sha256 of the prior's file ("" when no CQT-Diff method runs): a name can point at new weights."""
+    if not any(m.startswith("cqt-diff") for m in config.method_list):
+        return ""
+    from cqtrestore.checkpoints import default_checkpoint, resolve
+    from cqtrestore.download import sha256_file
+
+    return sha256_file(resolve(config.checkpoint or default_checkpoint(), progress=False))
+
+
 def read_cache(out_dir: Path, config: EvalConfig) -> dict[tuple[str, str, int], Item]:
     """Items already scored in ``out_dir`` (EvalError if it holds a different evaluation)."""
     settings, cache = out_dir / "config.json", out_dir / CACHE
     wanted = json.loads(json.dumps(config.fingerprint()))
-    if settings.exists() and json.loads(settings.read_text()) != wanted:
-        raise EvalError(f"{out_dir} holds results of a different evaluation: use another folder or empty it")
-    settings.write_text(json.dumps(wanted, indent=1))
+    digest, stored = checkpoint_digest(config), {}
+    if settings.exists():
+        stored = json.loads(settings.read_text())
+        if stored.pop("checkpoint_sha256", "") not in ("", digest) and digest:
+            raise EvalError(f"{out_dir} holds results of other weights under the name {config.checkpoint!r}")
+        if stored != wanted:
+            raise EvalError(
+                f"{out_dir} holds results of a different evaluation: use another folder or empty it"
+            )
+    previous = json.loads(settings.read_text()).get("checkpoint_sha256", "") if settings.exists() else ""
+    settings.write_text(json.dumps({**wanted, "checkpoint_sha256": digest or previous}, indent=1))
     items, text = {}, cache.read_text() if cache.exists() else ""
     for line in text.splitlines():
         try:

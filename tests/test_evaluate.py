@@ -193,3 +193,17 @@ def test_eval_refuses_a_folder_holding_another_evaluation(clean_dir, tmp_path):
 def test_eval_reports_an_empty_folder(tmp_path):
     with pytest.raises(EvalError, match="nothing to train on|no audio"):
         run_eval(EvalConfig(task="bwe", methods=("degraded",), segments=1), tmp_path, tmp_path / "out")
+
+
+def test_eval_refuses_a_cache_of_other_weights_under_the_same_name(clean_dir, tmp_path, monkeypatch):
+    from cqtrestore import evaluate
+
+    methods = ("degraded", "cqt-diff-dc")
+    config = EvalConfig(task="bwe", cutoffs=(3000,), methods=methods, segments=1, steps=2, checkpoint="debug")
+    out = tmp_path / "out"
+    monkeypatch.setattr(evaluate, "checkpoint_digest", lambda c: "a" * 64)
+    assert run_eval(config, clean_dir, out).computed == 2
+    assert run_eval(config, clean_dir, out).computed == 0  # same weights: resumed
+    monkeypatch.setattr(evaluate, "checkpoint_digest", lambda c: "b" * 64)  # re-bundled under one name
+    with pytest.raises(EvalError, match="other weights under the name 'debug'"):
+        run_eval(config, clean_dir, out)
