@@ -23,6 +23,16 @@ def test_bundled_checkpoint_matches_its_entry(file):
     assert info.preset == entry.preset and net.config.sample_rate == entry.sample_rate and info.is_trained
     out = net(torch.randn(1, 4096) * 0.057, torch.zeros(1, 1))
     assert out.shape == (1, 4096) and bool(out.isfinite().all())
+    denoised = info.denoiser(net)(torch.randn(1, 4096) * 0.1, 0.1)  # as preconditioned in training
+    assert denoised.shape == (1, 4096) and bool(denoised.isfinite().all())
+
+
+def test_the_default_prior_is_spectrally_preconditioned():
+    _, info = load_checkpoint("piano-small", progress=False)
+    spectrum = torch.tensor(info.data_spectrum)
+    assert spectrum.shape == (513,) and bool((spectrum > 0).all())
+    # Synthesised piano: its power falls by more than 40 dB from the low octaves to the top one.
+    assert spectrum[: 512 * 1000 // 11025].max() > 1e4 * spectrum[512 * 8000 // 11025 :].mean()
 
 
 def test_every_weight_file_is_listed():
