@@ -24,7 +24,7 @@ import torch
 
 from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
 from cqtrestore.data import fixed_crops, scan_audio
-from cqtrestore.diffusion import Denoiser, sample
+from cqtrestore.diffusion import Denoiser, ZeroNetwork, sample
 from cqtrestore.metrics import ltas_distance, third_octave_ltas
 
 SEGMENT = 65536
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> dict:
     reference = fixed_crops(files, args.length, info.sample_rate, args.crops, seed=args.seed)
     began = time.perf_counter()
     samples = draw_samples(
-        info.denoiser(net),
+        info.denoiser(ZeroNetwork() if args.zero_network else net),
         args.samples,
         args.length,
         args.steps,
@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> dict:
             sf.write(str(args.audio / f"sample{index:02d}.flac"), item.numpy(), info.sample_rate)
     settings = {
         "checkpoint": info.name,
+        "zero_network": args.zero_network,
         "sha256": info.sha256,
         "samples": args.samples,
         "length": args.length,
@@ -135,6 +136,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--audio", type=Path, help="also write the samples as FLAC files in this folder")
+    parser.add_argument(
+        "--zero-network",
+        action="store_true",
+        help="sample with F = 0 (a spectral checkpoint's Gaussian prior: its training's starting point)",
+    )
     parser.add_argument("--tiny", action="store_true", help="smoke run: " + json.dumps(TINY))
     args = parser.parse_args(argv)
     if args.tiny:

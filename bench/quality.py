@@ -21,7 +21,7 @@ import torch
 from cqtrestore.baselines import noise_fill_bwe
 from cqtrestore.checkpoints import load_checkpoint
 from cqtrestore.data import fixed_crops, scan_audio
-from cqtrestore.diffusion import Denoiser, SamplerOptions, sample_heun
+from cqtrestore.diffusion import Denoiser, SamplerOptions, ZeroNetwork, sample_heun
 from cqtrestore.guidance import GuidanceOptions, guided_denoiser
 from cqtrestore.metrics import lsd
 from cqtrestore.operators import LowPass
@@ -40,13 +40,22 @@ def bwe(
     return sample_heun(conditioned, noise, sampler.sigmas(), generator=generator, **sampler.churn())
 
 
-def evaluate(checkpoint: str, data: Path, segments: int, cutoffs: list[float], steps: int, seed: int) -> dict:
+def evaluate(
+    checkpoint: str,
+    data: Path,
+    segments: int,
+    cutoffs: list[float],
+    steps: int,
+    seed: int,
+    zero: bool = False,
+) -> dict:
     """LSD of the restored, noise-filled and lowpassed segments per cutoff (means over segments)."""
     net, info = load_checkpoint(checkpoint)
-    denoiser = info.denoiser(net)
+    denoiser = info.denoiser(ZeroNetwork() if zero else net)
     files, _ = scan_audio(data)
     clean = fixed_crops(files, SEGMENT, info.sample_rate, segments, seed=seed)
-    results = {"checkpoint": str(checkpoint), "segments": segments, "steps": steps, "cutoffs": {}}
+    results = {"checkpoint": str(checkpoint), "zero_network": zero, "segments": segments, "steps": steps}
+    results["cutoffs"] = {}
     for cutoff in cutoffs:
         lowpass = LowPass(cutoff, info.sample_rate)
         y = lowpass(clean)
@@ -81,12 +90,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--zero-network", action="store_true", help="F = 0: a spectral checkpoint's Gaussian prior"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     report = [
-        evaluate(c, args.data, args.segments, args.cutoffs, args.steps, args.seed) for c in args.checkpoint
+        evaluate(c, args.data, args.segments, args.cutoffs, args.steps, args.seed, args.zero_network)
+        for c in args.checkpoint
     ]
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

@@ -101,6 +101,13 @@ class Denoiser(nn.Module):
         return (error * rfft_weights(length, error)).sum(dim=1) / length**2
 
 
+class ZeroNetwork(nn.Module):
+    """F = 0. Around it a spectral ``Denoiser`` is the data's stationary Gaussian prior (a baseline)."""
+
+    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
+        return torch.zeros_like(x)
+
+
 def check_spectrum(spectrum: Sequence[float] | Tensor) -> Tensor:
     """A data spectrum as a float64 tensor: at least 2 finite, positive powers from 0 Hz to Nyquist."""
     values = torch.as_tensor(spectrum, dtype=torch.float64).flatten()

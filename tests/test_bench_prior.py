@@ -37,3 +37,31 @@ def test_prior_bench_tiny_run_writes_its_report(tmp_path):
     assert report["passed"] == (report["distance_db"] <= 3.0)
     # A random network is no piano prior: the harmonic clip has almost nothing above 2 kHz.
     assert not report["passed"]
+
+
+def test_prior_bench_zero_network_draws_the_gaussian_prior_of_a_spectral_checkpoint(tmp_path):
+    # piano-small is spectral: F = 0 samples the corpus's stationary Gaussian, whose long-term spectrum is
+    # the piano's own (dark: >40 dB from the low bands to 10 kHz), nothing like the harmonic test clip's.
+    valid = tmp_path / "valid"
+    valid.mkdir()
+    sf.write(str(valid / "clip.flac"), _piano_like(), 22050)
+    report_path = tmp_path / "prior.json"
+    command = [sys.executable, "bench/prior.py", "--checkpoint", "piano-small", "--zero-network"]
+    command += [
+        "--samples",
+        "2",
+        "--batch",
+        "2",
+        "--crops",
+        "2",
+        "--data",
+        str(valid),
+        "--json",
+        str(report_path),
+    ]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["zero_network"] and report["checkpoint"] == "piano-small"
+    levels = np.array([band["samples_db"] for band in report["bands"]])
+    assert levels[:6].max() - levels[-3:].max() > 40
