@@ -67,17 +67,22 @@ class Denoiser(nn.Module):
         total = power + sigma**2
         return power / total, sigma * power.sqrt() / total.sqrt(), 1 / total.sqrt()
 
+    def _spectral_parts(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """rfft of x, rfft of F(c_in * x, c_noise), and the per-frequency c_skip and c_out."""
+        length = x.shape[-1]
+        c_skip, c_out, c_in = self.spectral_scalings(sigma, length)
+        spectrum = torch.fft.rfft(x)
+        output = self.net(torch.fft.irfft(spectrum * c_in, n=length), sigma.log() / 4).to(x.dtype)
+        return spectrum, torch.fft.rfft(output), c_skip, c_out
+
     def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         """Denoised estimate x̂₀ of audio x (batch, length) at noise level(s) σ (float or (batch,))."""
         sigma = _per_item(sigma, x)
         if self.spectrum is None:
             c_skip, c_out, c_in, c_noise = self.scalings(sigma)
             return c_skip * x + c_out * self.net(c_in * x, c_noise)
-        length = x.shape[-1]
-        c_skip, c_out, c_in = self.spectral_scalings(sigma, length)
-        spectrum = torch.fft.rfft(x)
-        output = self.net(torch.fft.irfft(spectrum * c_in, n=length), sigma.log() / 4).to(x.dtype)
-        return torch.fft.irfft(spectrum * c_skip + torch.fft.rfft(output) * c_out, n=length)
+        spectrum, output, c_skip, c_out = self._spectral_parts(x, sigma)
+        return torch.fft.irfft(spectrum * c_skip + output * c_out, n=x.shape[-1])
 
     def weighted_error(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
         """λ-weighted error of denoising x0 + σ·noise, per item (paper eq. 6): ‖F − target‖² per sample.
@@ -88,17 +93,13 @@ class Denoiser(nn.Module):
         sigma = _per_item(sigma, x0)
         x = x0 + sigma * noise
         if self.spectrum is None:
-            c_skip, c_out, c_in, c_noise = self.scalings(sigma)
-            denoised = (c_skip * x + c_out * self.net(c_in * x, c_noise)).to(x0.dtype)
+            denoised = self(x, sigma).to(x0.dtype)
             weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2  # 1 / c_out²
             return (weight * (denoised - x0) ** 2).mean(dim=1)
-        length = x0.shape[-1]
-        c_skip, c_out, c_in = self.spectral_scalings(sigma, length)
-        spectrum = torch.fft.rfft(x)
-        output = self.net(torch.fft.irfft(spectrum * c_in, n=length), sigma.log() / 4).to(x0.dtype)
+        spectrum, output, c_skip, c_out = self._spectral_parts(x, sigma)
         target = (torch.fft.rfft(x0) - c_skip * spectrum) / c_out
-        error = (torch.fft.rfft(output) - target).abs() ** 2
-        return (error * rfft_weights(length, error)).sum(dim=1) / length**2
+        error = (output - target).abs() ** 2
+        return (error * rfft_weights(x0.shape[-1], error)).sum(dim=1) / x0.shape[-1] ** 2
 
 
 class ZeroNetwork(nn.Module):
