@@ -14,6 +14,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from cqtrestore.metrics import power_spectrum
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 VALID_STEP = 2**40  # the "step" whose crops form the validation set; training steps never reach it
 
@@ -172,11 +174,11 @@ def estimate_spectrum(
     n_fft = 2 * (bins - 1)
     if crops.segment < n_fft:
         raise DataError(f"crops of {crops.segment} samples are shorter than the {n_fft}-point spectrum")
-    window = np.hanning(n_fft + 1)[:-1]
-    total, frames = np.zeros(bins), 0
-    for index in range(count):
-        audio = crops.crop(seed_step, index).astype(np.float64)
-        segments = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[:: n_fft // 2]
-        total += (np.abs(np.fft.rfft(segments * window, axis=-1)) ** 2).sum(axis=0)
-        frames += len(segments)
-    return total / frames / np.sum(window**2)
+    crops_power = (
+        power_spectrum(torch.from_numpy(crops.crop(seed_step, i)), n_fft, n_fft // 2) for i in range(count)
+    )
+    # power_spectrum gives one-sided power per bin (negative frequencies folded in, summing to the mean
+    # square); per unit of normalised bandwidth that is n_fft / 2 per bin, n_fft at DC and Nyquist.
+    density = sum(crops_power) / count * n_fft
+    density[1:-1] /= 2
+    return density.numpy()
