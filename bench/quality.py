@@ -54,8 +54,13 @@ def evaluate(
     denoiser = info.denoiser(ZeroNetwork() if zero else net)
     files, _ = scan_audio(data)
     clean = fixed_crops(files, SEGMENT, info.sample_rate, segments, seed=seed)
-    results = {"checkpoint": str(checkpoint), "zero_network": zero, "segments": segments, "steps": steps}
-    results["cutoffs"] = {}
+    results = {
+        "checkpoint": str(checkpoint),
+        "zero_network": zero,
+        "segments": segments,
+        "steps": steps,
+        "cutoffs": {},
+    }
     for cutoff in cutoffs:
         lowpass = LowPass(cutoff, info.sample_rate)
         y = lowpass(clean)

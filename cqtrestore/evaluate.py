@@ -294,17 +294,13 @@ def checkpoint_digest(config: EvalConfig) -> str:
 def read_cache(out_dir: Path, config: EvalConfig) -> dict[tuple[str, str, int], Item]:
     """Items already scored in ``out_dir`` (EvalError if it holds a different evaluation)."""
     settings, cache = out_dir / "config.json", out_dir / CACHE
-    wanted = json.loads(json.dumps(config.fingerprint()))
-    digest, stored = checkpoint_digest(config), {}
-    if settings.exists():
-        stored = json.loads(settings.read_text())
-        if stored.pop("checkpoint_sha256", "") not in ("", digest) and digest:
-            raise EvalError(f"{out_dir} holds results of other weights under the name {config.checkpoint!r}")
-        if stored != wanted:
-            raise EvalError(
-                f"{out_dir} holds results of a different evaluation: use another folder or empty it"
-            )
-    previous = json.loads(settings.read_text()).get("checkpoint_sha256", "") if settings.exists() else ""
+    wanted, digest = json.loads(json.dumps(config.fingerprint())), checkpoint_digest(config)
+    stored = json.loads(settings.read_text()) if settings.exists() else dict(wanted)
+    previous = stored.pop("checkpoint_sha256", "")
+    if previous and digest and previous != digest:
+        raise EvalError(f"{out_dir} holds results of other weights under the name {config.checkpoint!r}")
+    if stored != wanted:
+        raise EvalError(f"{out_dir} holds results of a different evaluation: use another folder or empty it")
     settings.write_text(json.dumps({**wanted, "checkpoint_sha256": digest or previous}, indent=1))
     items, text = {}, cache.read_text() if cache.exists() else ""
     for line in text.splitlines():
