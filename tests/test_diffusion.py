@@ -10,6 +10,7 @@ import torch
 from cqtrestore.diffusion import (
     Denoiser,
     EDMLoss,
+    ZeroNetwork,
     karras_schedule,
     sample,
     sample_heun,
@@ -17,11 +18,6 @@ from cqtrestore.diffusion import (
     training_sigmas,
 )
 from tests.gaussian_prior import GaussianPrior
-
-
-class ZeroNet(torch.nn.Module):
-    def forward(self, x, c_noise):
-        return torch.zeros_like(x)
 
 
 class RecordingNet(torch.nn.Module):
@@ -57,7 +53,7 @@ def test_scalar_sigma_broadcasts_and_small_sigma_is_identity():
 def test_loss_weight_is_inverse_c_out_squared():
     loss = EDMLoss(sigma_data=0.057)
     sigma = torch.logspace(-6, 1, 20, dtype=torch.float64)
-    _, c_out, _, _ = Denoiser(ZeroNet(), 0.057).scalings(sigma)
+    _, c_out, _, _ = Denoiser(ZeroNetwork(), 0.057).scalings(sigma)
     torch.testing.assert_close(loss.weight(sigma) * c_out**2, torch.ones_like(sigma))
 
 
@@ -66,7 +62,7 @@ def test_loss_is_one_for_the_optimal_zero_network_on_gaussian_data(sigma):
     # For x ~ N(0, σ_d²) the best denoiser is c_skip·x, i.e. F = 0, and λ(σ)·E‖D − x‖² = 1 exactly.
     g = torch.Generator().manual_seed(0)
     x = 0.057 * torch.randn(4000, 64, generator=g, dtype=torch.float64)
-    values = EDMLoss(0.057)(Denoiser(ZeroNet(), 0.057), x, torch.full((4000,), sigma), generator=g)
+    values = EDMLoss(0.057)(Denoiser(ZeroNetwork(), 0.057), x, torch.full((4000,), sigma), generator=g)
     assert values.shape == (4000,)
     assert abs(values.mean().item() - 1) < 0.01
 
@@ -193,7 +189,7 @@ def test_spectral_zero_network_is_the_exact_gaussian_denoiser():
     # With F = 0, D is the Wiener filter P/(P + σ²): the posterior mean of a stationary Gaussian with
     # spectrum P, the same role c_skip plays for white data of variance σ_data².
     spectrum = torch.logspace(-2, -9, 65, dtype=torch.float64)  # 70 dB darker at Nyquist than at DC
-    denoiser = Denoiser(ZeroNet(), spectrum=spectrum)
+    denoiser = Denoiser(ZeroNetwork(), spectrum=spectrum)
     x = torch.randn(3, 1024, dtype=torch.float64)
     power = spectrum_on_grid(spectrum, 1024)
     for sigma in (1e-3, 0.05, 1.0):
@@ -232,7 +228,7 @@ def test_spectral_loss_is_one_for_the_zero_network_on_its_own_gaussian(sigma):
     power = spectrum_on_grid(spectrum, 256)
     white = torch.fft.rfft(torch.randn(3000, 256, generator=g, dtype=torch.float64))
     x = torch.fft.irfft(white * power.sqrt(), n=256)
-    values = EDMLoss()(Denoiser(ZeroNet(), spectrum=spectrum), x, torch.full((3000,), sigma), generator=g)
+    values = EDMLoss()(Denoiser(ZeroNetwork(), spectrum=spectrum), x, torch.full((3000,), sigma), generator=g)
     assert abs(values.mean().item() - 1) < 0.02
 
 
@@ -248,7 +244,7 @@ def test_spectral_denoiser_passes_gradients_to_its_input_and_network():
 def test_bad_spectra_are_refused():
     for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")], [1.0, -1.0]):
         with pytest.raises(ValueError, match="data spectrum"):
-            Denoiser(ZeroNet(), spectrum=bad)
+            Denoiser(ZeroNetwork(), spectrum=bad)
 
 
 def test_heun_samples_of_the_spectral_gaussian_prior_have_its_spectrum():
@@ -256,7 +252,7 @@ def test_heun_samples_of_the_spectral_gaussian_prior_have_its_spectrum():
     # samples matches P band by band (within sampling error and the T = 35 discretisation).
     g = torch.Generator().manual_seed(5)
     spectrum = torch.logspace(-3, -7, 17, dtype=torch.float64)
-    samples = sample(Denoiser(ZeroNet(), spectrum=spectrum), (256, 512), generator=g, dtype=torch.float64)
+    samples = sample(Denoiser(ZeroNetwork(), spectrum=spectrum), (256, 512), generator=g, dtype=torch.float64)
     measured = (torch.fft.rfft(samples).abs() ** 2).mean(dim=0) / 512
     expected = spectrum_on_grid(spectrum, 512)
     bands = lambda p: p[1:-1].reshape(15, -1).mean(dim=1)  # noqa: E731
