@@ -4,7 +4,7 @@ For every preset, device, precision and batch size it restores batches of synthe
 library's own path, ``cqtrestore.pipeline.restore_segments`` (Heun sampler + DC/RG wrappers), for
 
 - ``bwe``: ``LowPass`` at 3 kHz; modes dc, rg, dc+rg;
-- ``declip``: ``Clip.from_sdr`` at 1 dB SDR; mode rg (dc and dc+rg only if the operator has a projection);
+- ``declip``: ``Clip.from_sdr`` at 1 dB SDR; modes dc, rg, dc+rg (the consistent-declipping projection);
 - ``inpaint``: a 200-ms ``Gap`` in the centre of every window; modes dc, rg, dc+rg.
 
 Networks have random weights (seed 0): the time does not depend on the weights. ``small-shallow`` is the

@@ -190,7 +190,9 @@ CHECKPOINT = typer.Option(
 )
 STEPS = typer.Option(35, "--steps", help="Sampler steps T (the paper: 35; fewer is faster and rougher).")
 MODE = typer.Option(
-    None, "--mode", help="Conditioning: dc, rg or dc+rg (default per task: bwe dc, inpaint dc+rg, declip rg)."
+    None,
+    "--mode",
+    help="Conditioning: dc, rg or dc+rg (default per task: bwe dc, inpaint dc+rg, declip dc+rg).",
 )
 XI = typer.Option(0.35, "--xi", help="Reconstruction-guidance step xi' (paper: 0.35).")
 SEED = typer.Option(

@@ -40,7 +40,7 @@ BASELINES = {
     "declip": ("degraded", "a-spade"),
     "inpaint": ("degraded", "lpc"),
 }
-MODES = {"bwe": ("dc", "rg", "dc+rg"), "declip": ("rg",), "inpaint": ("dc", "rg", "dc+rg")}
+MODES = {"bwe": ("dc", "rg", "dc+rg"), "declip": ("rg", "dc+rg"), "inpaint": ("dc", "rg", "dc+rg")}
 METRICS = {
     "lsd": "LSD",
     "si_sdr": "SI-SDR (dB)",

@@ -300,7 +300,10 @@ class Gap(Operator):
 
 
 class Clip(Operator):
-    """Declipping: hard clipping A(x) = clamp(x, -threshold, threshold); no projection, guidance only."""
+    """Declipping: hard clipping A(x) = clamp(x, -threshold, threshold); its projection keeps the unclipped
+    samples and holds the clipped ones beyond the threshold (consistent declipping)."""
+
+    has_projection = True
 
     def __init__(self, threshold: float) -> None:
         self.threshold = float(threshold)
@@ -335,6 +338,18 @@ class Clip(Operator):
     def __call__(self, x: Tensor) -> Tensor:
         """y = clamp(x, -threshold, threshold); gradient 1 inside, 0 where clipped."""
         return torch.clamp(x, -self.threshold, self.threshold)
+
+    def clipped(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Boolean masks of the samples of y clipped at the top and at the bottom (|y| >= threshold,
+        with a relative tolerance of 1e-6 for the observation's rounding)."""
+        level = self.threshold * (1 - 1e-6)
+        return y >= level, y <= -level
+
+    def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
+        """Consistent declipping: unclipped samples from y; clipped ones from x_hat, but at least as far
+        out as y on their side (the Euclidean projection onto {x : A(x) = y}, elementwise)."""
+        top, bottom = self.clipped(y)
+        return torch.where(top, torch.maximum(x_hat, y), torch.where(bottom, torch.minimum(x_hat, y), y))
 
     def scaled(self, gain: float) -> Clip:
         """Clipping of ``gain * x``: the threshold scales with the signal."""

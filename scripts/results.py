@@ -1,9 +1,9 @@
 """Run the evaluations behind docs/results.md for a shipped checkpoint and write the page.
 
 CPU-sized protocol subset (the full one is `cqtrestore eval`'s defaults): bandwidth extension at 1 and
-3 kHz (DC), inpainting of 200-ms gaps (DC+RG against LPC), declipping at 1 dB SDR (RG against A-SPADE),
-on SEGMENTS 2.97-s segments of the corpus valid split, T = 35. Each evaluation caches per item under
-runs/eval/CHECKPOINT/TASK, so an interrupted run resumes.
+3 kHz (DC), inpainting of 200-ms gaps (DC+RG against LPC), declipping at 1 dB SDR (RG and DC+RG
+against A-SPADE), on SEGMENTS 2.97-s segments of the corpus valid split, T = 35. Each evaluation caches
+per item under runs/eval/CHECKPOINT/TASK, so an interrupted run resumes.
 
     python scripts/results.py                          # piano-small, 6 segments per condition
     python scripts/results.py --segments 2 --steps 4   # a quick look
@@ -22,7 +22,8 @@ TASKS = {
     "bwe": ["--cutoff", "1000", "--cutoff", "3000", "--method", "degraded", "--method", "noise-fill",
             "--method", "cqt-diff-dc"],
     "inpaint": ["--gap", "0.2", "--method", "degraded", "--method", "lpc", "--method", "cqt-diff-dc+rg"],
-    "declip": ["--sdr", "1", "--method", "degraded", "--method", "a-spade", "--method", "cqt-diff-rg"],
+    "declip": ["--sdr", "1", "--method", "degraded", "--method", "a-spade", "--method", "cqt-diff-rg",
+               "--method", "cqt-diff-dc+rg"],
 }  # fmt: skip
 
 

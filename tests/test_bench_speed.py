@@ -38,14 +38,14 @@ def test_tiny_run_counts_heun_evaluations_and_writes_json(speed, tmp_path, capsy
     ]
     rows = speed.main([*argv, "--json", str(out)])
     ran = [(r.task, r.mode) for r in rows if r.dtype == "fp32"]
-    assert ran == [("bwe", "dc"), ("bwe", "rg"), ("declip", "rg")]  # clipping has no DC projection
-    for row in rows[:3]:
+    assert ran == [("bwe", "dc"), ("bwe", "rg"), ("declip", "dc"), ("declip", "rg")]
+    for row in rows[:4]:
         assert row.forward_evals == 2 * 2 - 1 and row.wall_s > 0 and row.gflop_per_eval > 0, row
         assert row.backward == (row.mode == "rg") and row.rtf_target is None  # 8192-sample windows
-    assert rows[3].dtype == "bf16" and rows[3].note.startswith("skipped")  # never bf16 on CPU
+    assert rows[4].dtype == "bf16" and rows[4].note.startswith("skipped")  # never bf16 on CPU
     record = json.loads(out.read_text())["runs"][0]
     assert record["machine"]["command"].startswith("python bench/speed.py --tiny")
-    assert len(record["results"]) == 4 and record["results"][0]["s_per_eval"] > 0
+    assert len(record["results"]) == 5 and record["results"][0]["s_per_eval"] > 0
     assert "| debug | bwe | dc | cpu | fp32 | 1 | 2 | 3 | " in capsys.readouterr().out
 
 

@@ -204,7 +204,10 @@ def _bad_inputs(tmp_path):
             ["bwe", good, "--cutoff", "3k", "--checkpoint", tmp_path / "bad.safetensors"],
             "bad",
         ),
-        "dc for clipping": (["declip", good, "--threshold", "0.1", "--mode", "dc"], "--mode rg"),
+        "dc for a chain": (
+            ["restore", good, "--clip", "0.1", "--lowpass", "3k", "--mode", "dc"],
+            "--mode rg",
+        ),
         "bad mode": (["bwe", good, "--cutoff", "3k", "--mode", "xx"], "mode"),
         "not clipped": (["declip", good], "does not look clipped"),
         "cuda absent": (["bwe", good, "--cutoff", "3k", "--device", "cuda"], "CUDA"),
@@ -215,7 +218,7 @@ CASES = [
     "missing file", "directory", "empty file", "not audio", "truncated header", "zero samples", "nan samples",
     "output is input", "unwritable folder", "missing folder", "output exists", "gap outside file",
     "gaps overlap", "empty gap", "gap too long", "cutoff zero", "cutoff at nyquist", "cutoff junk",
-    "unknown checkpoint", "corrupt checkpoint", "dc for clipping", "bad mode", "not clipped", "cuda absent",
+    "unknown checkpoint", "corrupt checkpoint", "dc for a chain", "bad mode", "not clipped", "cuda absent",
 ]  # fmt: skip
 
 

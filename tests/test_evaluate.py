@@ -83,7 +83,7 @@ def test_gaps_have_the_length_and_context_on_both_sides(length, segment, seed):
 
 
 def test_methods_per_task():
-    assert methods_for("declip") == ("degraded", "a-spade", "cqt-diff-rg")
+    assert methods_for("declip") == ("degraded", "a-spade", "cqt-diff-rg", "cqt-diff-dc+rg")
     assert methods_for("bwe")[:2] == ("degraded", "noise-fill")
     assert "cqt-diff-dc+rg" in methods_for("inpaint") and "lpc" in methods_for("inpaint")
 

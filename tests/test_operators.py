@@ -277,13 +277,51 @@ def test_clip_from_sdr_rejects_unreachable_targets(sdr_db):
         Clip.from_sdr(noise(1, 100), sdr_db)
 
 
-def test_clip_from_sdr_rejects_silence_and_clip_has_no_projection():
+def test_clip_from_sdr_rejects_silence():
     with pytest.raises(ValueError, match="silent"):
         Clip.from_sdr(np.zeros(100), 10.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clip_projection_is_consistent_idempotent_and_keeps_the_unclipped_samples(dtype):
     clip = Clip(0.1)
-    assert not clip.has_projection
-    with pytest.raises(NotImplementedError):
-        clip.project(noise(1, 10), noise(1, 10))
+    x, x_hat = noise(3, 4096, seed=11).to(dtype), noise(3, 4096, seed=12).to(dtype)
+    y = clip(x)
+    top, bottom = clip.clipped(y)
+    assert top.any() and bottom.any() and (~(top | bottom)).any()
+    projected = clip.project(x_hat, y)
+    assert torch.equal(clip(projected), y)  # A(P(x_hat)) = y exactly
+    assert torch.equal(clip.project(projected, y), projected)
+    inside = ~(top | bottom)
+    assert torch.equal(projected[inside], y[inside])
+    # Clipped samples keep x_hat where it is already beyond the threshold on the right side
+    beyond = (top & (x_hat > y)) | (bottom & (x_hat < y))
+    assert beyond.any() and torch.equal(projected[beyond], x_hat[beyond])
+    assert torch.equal(clip.project(x, y), x)  # the clean signal is consistent: left alone
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), threshold=st.floats(0.05, 0.5))
+def test_clip_projection_is_the_nearest_consistent_signal(seed, threshold):
+    clip = Clip(threshold)
+    x, x_hat = noise(1, 256, seed=seed), noise(1, 256, seed=seed + 1)
+    y = clip(x)
+    projected = clip.project(x_hat, y)
+    distance = (x_hat - projected).norm()
+    # Any other consistent signal is at least as far: random ones, and x itself
+    others = clip.project(x_hat + 0.1 * noise(16, 256, seed=seed + 2), y)
+    assert torch.equal(clip(others), y.expand_as(others))
+    assert bool(((x_hat - others).norm(dim=1) >= distance - 1e-6).all())
+    assert (x_hat - x).norm() >= distance - 1e-6
+
+
+def test_clip_projection_uses_the_observed_level_of_each_clipped_sample():
+    # A real clipped file: the plateaus sit at or a little beyond the (smaller-side) threshold
+    clip = Clip(0.5)
+    y = torch.tensor([[0.2, 0.5, 0.55, -0.5, -0.6, -0.49]])
+    x_hat = torch.tensor([[0.0, 0.4, 0.7, 0.0, -0.9, 0.3]])
+    expected = torch.tensor([[0.2, 0.5, 0.7, -0.5, -0.9, -0.49]])
+    assert torch.equal(clip.project(x_hat, y), expected)
 
 
 # ---------------------------------------------------------------- Compose and registry
@@ -303,7 +341,8 @@ def test_compose_projection_only_for_a_single_projecting_operator():
     x, x_hat = noise(1, 64, seed=5), noise(1, 64, seed=6)
     single = Compose(gap)
     assert single.has_projection and torch.equal(single.project(x_hat, gap(x)), gap.project(x_hat, gap(x)))
-    for chain in (Compose(Clip(0.5), gap), Compose(Clip(0.5))):
+    assert Compose(Clip(0.5)).has_projection
+    for chain in (Compose(Clip(0.5), gap), Compose(gap, LowPass(10, 100, order=8))):
         assert not chain.has_projection
         with pytest.raises(NotImplementedError):
             chain.project(x_hat, x)
@@ -449,12 +488,13 @@ def test_stack_applies_each_items_operator_to_its_row():
     from cqtrestore.operators import Stack, stack
 
     x = torch.randn(3, 4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    parts = [LowPass(2000, 22050), Gap.from_samples([(100, 300)], 22050), Clip(0.5)]
+    chain = Compose(Clip(0.5), LowPass(1000, 22050))
+    parts = [LowPass(2000, 22050), Gap.from_samples([(100, 300)], 22050), chain]
     stacked = Stack(parts)
     y = stacked(x)
     for i, part in enumerate(parts):
         assert torch.equal(y[i : i + 1], part(x[i : i + 1]))
-    assert not stacked.has_projection  # the clip has none
+    assert not stacked.has_projection  # the chain has none
     both = Stack(parts[:2])
     x_hat = torch.randn(2, 4000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     projected = both.project(x_hat, y[:2])
