@@ -14,6 +14,9 @@ import torch
 from torch import Tensor, nn
 
 SIGMA_DATA = 0.057  # standard deviation of the training audio (the paper's MAESTRO figure)
+# Samples of reflection added at each end before the spectral filters, so that they act as linear (not
+# circular) filters on a window: longer than their impulse responses (P is smooth over 1/1024 of the rate).
+EDGE_PAD = 2048
 
 DenoiserFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -30,17 +33,26 @@ class Denoiser(nn.Module):
     With a data ``spectrum`` (power on a uniform grid from 0 Hz to Nyquist) the three scalings become
     per-frequency gains, applied as zero-phase filters: EDM's formulas with σ_data² replaced by the
     spectrum's P(f) (see ``spectral_scalings``). A constant spectrum σ_data² is the scalar case; a zero
-    network is then the exact (Wiener) denoiser of a stationary Gaussian process with that spectrum.
+    network is then the (Wiener) denoiser of a stationary Gaussian process with that spectrum. The
+    filters see the window extended by ``edge_pad`` reflected samples at each end, so the jump between
+    a window's last and first sample does not leak into its edges (training crops are faded instead).
     """
 
     def __init__(
-        self, net: nn.Module, sigma_data: float = SIGMA_DATA, spectrum: Sequence[float] | Tensor | None = None
+        self,
+        net: nn.Module,
+        sigma_data: float = SIGMA_DATA,
+        spectrum: Sequence[float] | Tensor | None = None,
+        edge_pad: int = EDGE_PAD,
     ) -> None:
         super().__init__()
         if sigma_data <= 0:
             raise ValueError(f"sigma_data must be positive, got {sigma_data}")
+        if edge_pad < 0:
+            raise ValueError(f"edge_pad must be >= 0, got {edge_pad}")
         self.net = net
         self.sigma_data = sigma_data
+        self.edge_pad = int(edge_pad)
         self.spectrum = None if spectrum is None else check_spectrum(spectrum)
         self._grids: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
 
@@ -81,8 +93,14 @@ class Denoiser(nn.Module):
         if self.spectrum is None:
             c_skip, c_out, c_in, c_noise = self.scalings(sigma)
             return c_skip * x + c_out * self.net(c_in * x, c_noise)
-        spectrum, output, c_skip, c_out = self._spectral_parts(x, sigma)
-        return torch.fft.irfft(spectrum * c_skip + output * c_out, n=x.shape[-1])
+        length = x.shape[-1]
+        pad = min(self.edge_pad, length - 1)
+        extend = lambda z: nn.functional.pad(z[:, None], (pad, pad), mode="reflect")[:, 0]  # noqa: E731
+        c_skip, c_out, c_in = self.spectral_scalings(sigma, length + 2 * pad)
+        spectrum = torch.fft.rfft(extend(x))
+        inner = torch.fft.irfft(spectrum * c_in, n=length + 2 * pad)[:, pad : pad + length]
+        output = torch.fft.rfft(extend(self.net(inner, sigma.log() / 4).to(x.dtype)))
+        return torch.fft.irfft(spectrum * c_skip + output * c_out, n=length + 2 * pad)[:, pad : pad + length]
 
     def weighted_error(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
         """λ-weighted error of denoising x0 + σ·noise, per item (paper eq. 6): ‖F − target‖² per sample.

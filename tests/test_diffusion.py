@@ -187,13 +187,34 @@ def circulant_wiener(x: torch.Tensor, power: torch.Tensor, sigma: float) -> torc
 
 def test_spectral_zero_network_is_the_exact_gaussian_denoiser():
     # With F = 0, D is the Wiener filter P/(P + σ²): the posterior mean of a stationary Gaussian with
-    # spectrum P, the same role c_skip plays for white data of variance σ_data².
+    # spectrum P, the same role c_skip plays for white data of variance σ_data². Without edge padding it
+    # is the circulant one; with it, the same filter on the reflected extension, cropped.
     spectrum = torch.logspace(-2, -9, 65, dtype=torch.float64)  # 70 dB darker at Nyquist than at DC
-    denoiser = Denoiser(ZeroNetwork(), spectrum=spectrum)
     x = torch.randn(3, 1024, dtype=torch.float64)
-    power = spectrum_on_grid(spectrum, 1024)
+    circular = Denoiser(ZeroNetwork(), spectrum=spectrum, edge_pad=0)
+    padded = Denoiser(ZeroNetwork(), spectrum=spectrum, edge_pad=100)
+    extended = torch.cat([x[:, 1:101].flip(-1), x, x[:, -101:-1].flip(-1)], dim=-1)
     for sigma in (1e-3, 0.05, 1.0):
-        torch.testing.assert_close(denoiser(x, sigma), circulant_wiener(x, power, sigma))
+        power = spectrum_on_grid(spectrum, 1024)
+        torch.testing.assert_close(circular(x, sigma), circulant_wiener(x, power, sigma))
+        wiener = circulant_wiener(extended, spectrum_on_grid(spectrum, 1224), sigma)[:, 100:1124]
+        torch.testing.assert_close(padded(x, sigma), wiener)
+
+
+def test_edge_padding_keeps_the_jump_across_the_window_out_of_its_edges():
+    # A smooth signal whose ends differ: circular filters spread the jump between its last and first
+    # sample over both edges; on the reflected extension only a kink remains.
+    spectrum = torch.logspace(-2, -9, 65, dtype=torch.float64)
+    n = torch.arange(1024, dtype=torch.float64)
+    x = (torch.sin(2 * math.pi * 5.3 * n / 1024) + n / 1024)[None]
+    errors = {}
+    for pad in (0, 2048):
+        error = (Denoiser(ZeroNetwork(), spectrum=spectrum, edge_pad=pad)(x, 1e-3) - x).abs()[0]
+        errors[pad] = (max(error[:32].max(), error[-32:].max()).item(), error[256:768].max().item())
+    assert errors[0][0] > 0.3 and errors[2048][0] < 0.02  # the edges: 47x less error
+    assert errors[0][1] == pytest.approx(errors[2048][1], rel=1e-3) and errors[0][1] < 1e-3  # the middle
+    with pytest.raises(ValueError, match="edge_pad"):
+        Denoiser(ZeroNetwork(), spectrum=spectrum, edge_pad=-1)
 
 
 def test_spectrum_on_grid_interpolates_log_power_between_table_points():
@@ -247,13 +268,17 @@ def test_bad_spectra_are_refused():
             Denoiser(ZeroNetwork(), spectrum=bad)
 
 
-def test_heun_samples_of_the_spectral_gaussian_prior_have_its_spectrum():
-    # The zero network makes the sampler draw from N(0, circulant P): the long-term spectrum of its
-    # samples matches P band by band (within sampling error and the T = 35 discretisation).
+@pytest.mark.parametrize("edge_pad", [0, 2048])
+def test_heun_samples_of_the_spectral_gaussian_prior_have_its_spectrum(edge_pad):
+    # The zero network makes the sampler draw from N(0, P): the long-term spectrum of its samples
+    # (Hann-windowed, as padded samples are not periodic) matches P band by band (within sampling error
+    # and the T = 35 discretisation).
     g = torch.Generator().manual_seed(5)
     spectrum = torch.logspace(-3, -7, 17, dtype=torch.float64)
-    samples = sample(Denoiser(ZeroNetwork(), spectrum=spectrum), (256, 512), generator=g, dtype=torch.float64)
-    measured = (torch.fft.rfft(samples).abs() ** 2).mean(dim=0) / 512
+    denoiser = Denoiser(ZeroNetwork(), spectrum=spectrum, edge_pad=edge_pad)
+    samples = sample(denoiser, (256, 512), generator=g, dtype=torch.float64)
+    window = torch.hann_window(512, periodic=True, dtype=torch.float64)
+    measured = (torch.fft.rfft(samples * window).abs() ** 2).mean(dim=0) / window.pow(2).sum()
     expected = spectrum_on_grid(spectrum, 512)
     bands = lambda p: p[1:-1].reshape(15, -1).mean(dim=1)  # noqa: E731
     ratio_db = 10 * torch.log10(bands(measured) / bands(expected))
