@@ -79,13 +79,17 @@ class Denoiser(nn.Module):
         total = power + sigma**2
         return power / total, sigma * power.sqrt() / total.sqrt(), 1 / total.sqrt()
 
-    def _spectral_parts(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """rfft of x, rfft of F(c_in * x, c_noise), and the per-frequency c_skip and c_out."""
+    def _spectral_parts(
+        self, x: Tensor, sigma: Tensor, pad: int = 0
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """rfft of x, rfft of F(c_in * x, c_noise), and the per-frequency c_skip and c_out, all on x
+        extended by ``pad`` reflected samples at each end (the network itself sees only x's span)."""
         length = x.shape[-1]
-        c_skip, c_out, c_in = self.spectral_scalings(sigma, length)
-        spectrum = torch.fft.rfft(x)
-        output = self.net(torch.fft.irfft(spectrum * c_in, n=length), sigma.log() / 4).to(x.dtype)
-        return spectrum, torch.fft.rfft(output), c_skip, c_out
+        c_skip, c_out, c_in = self.spectral_scalings(sigma, length + 2 * pad)
+        spectrum = torch.fft.rfft(_reflect(x, pad))
+        inner = torch.fft.irfft(spectrum * c_in, n=length + 2 * pad)[:, pad : pad + length]
+        output = self.net(inner, sigma.log() / 4).to(x.dtype)
+        return spectrum, torch.fft.rfft(_reflect(output, pad)), c_skip, c_out
 
     def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         """Denoised estimate x̂₀ of audio x (batch, length) at noise level(s) σ (float or (batch,))."""
@@ -95,11 +99,7 @@ class Denoiser(nn.Module):
             return c_skip * x + c_out * self.net(c_in * x, c_noise)
         length = x.shape[-1]
         pad = min(self.edge_pad, length - 1)
-        extend = lambda z: nn.functional.pad(z[:, None], (pad, pad), mode="reflect")[:, 0]  # noqa: E731
-        c_skip, c_out, c_in = self.spectral_scalings(sigma, length + 2 * pad)
-        spectrum = torch.fft.rfft(extend(x))
-        inner = torch.fft.irfft(spectrum * c_in, n=length + 2 * pad)[:, pad : pad + length]
-        output = torch.fft.rfft(extend(self.net(inner, sigma.log() / 4).to(x.dtype)))
+        spectrum, output, c_skip, c_out = self._spectral_parts(x, sigma, pad)
         return torch.fft.irfft(spectrum * c_skip + output * c_out, n=length + 2 * pad)[:, pad : pad + length]
 
     def weighted_error(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
@@ -118,6 +118,11 @@ class Denoiser(nn.Module):
         target = (torch.fft.rfft(x0) - c_skip * spectrum) / c_out
         error = (output - target).abs() ** 2
         return (error * rfft_weights(x0.shape[-1], error)).sum(dim=1) / x0.shape[-1] ** 2
+
+
+def _reflect(x: Tensor, pad: int) -> Tensor:
+    """x (batch, length) extended by ``pad`` mirrored samples at each end (edge samples not repeated)."""
+    return nn.functional.pad(x[:, None], (pad, pad), mode="reflect")[:, 0] if pad else x
 
 
 class ZeroNetwork(nn.Module):

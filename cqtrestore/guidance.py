@@ -88,7 +88,7 @@ def default_guidance(operator: Operator, xi: float = 0.35) -> GuidanceOptions:
     if all(isinstance(part, LowPass) for part in parts):
         return GuidanceOptions("dc", xi)
     # Gaps: DC keeps the context exact, RG makes the fill agree with it. Clipping: the paper used RG alone;
-    # adding the consistent projection measured +1.3 dB SI-SDR at 1 dB SDR on the piano prior.
+    # adding the consistent projection measured +1.9 dB SI-SDR at 1 dB SDR on the piano prior (model card).
     return GuidanceOptions("dc+rg", xi)
 
 
