@@ -17,6 +17,7 @@ normalisation, so a distance between two LTAS also measures a difference of over
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -42,6 +43,27 @@ def lsd(reference: Tensor, estimate: Tensor, band: tuple[int, int] | None = None
     if band is not None:
         diff = diff[:, band[0] : band[1]]
     return diff.pow(2).mean(dim=1).sqrt().mean(dim=1)
+
+
+def lsd_by_band(
+    reference: Tensor, estimate: Tensor, edges_hz: Sequence[float], sample_rate: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Where an LSD comes from: per band [edges[k], edges[k+1]) Hz, over all items, frames and bins,
+    the mean squared log10 difference and the mean log10 power of reference and estimate, each (bands,).
+
+    The squared differences are those inside ``lsd``'s square root: their bin-weighted mean over bands
+    covering 0 Hz to Nyquist is the mean of all of them."""
+    ref, est = log_power_spectrogram(reference), log_power_spectrogram(estimate)
+    hz = torch.linspace(0, sample_rate / 2, ref.shape[-2], dtype=torch.float64, device=ref.device)
+    rows = []
+    for lo, hi in zip(edges_hz, edges_hz[1:], strict=False):
+        inside = (hz >= lo) & (hz < hi) if hi < sample_rate / 2 else (hz >= lo) & (hz <= hi)
+        if not inside.any():
+            raise ValueError(f"no STFT bin lies in the band {lo:g}-{hi:g} Hz")
+        r, e = ref[..., inside, :], est[..., inside, :]
+        rows.append(torch.stack([(r - e).pow(2).mean(), r.mean(), e.mean()]))
+    table = torch.stack(rows).double()
+    return table[:, 0], table[:, 1], table[:, 2]
 
 
 def si_sdr(reference: Tensor, estimate: Tensor, eps: float = 1e-12) -> Tensor:

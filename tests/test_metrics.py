@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from cqtrestore.metrics import lsd, ltas_distance, power_spectrum, si_sdr, third_octave_ltas
+from cqtrestore.metrics import (
+    log_power_spectrogram,
+    lsd,
+    lsd_by_band,
+    ltas_distance,
+    power_spectrum,
+    si_sdr,
+    third_octave_ltas,
+)
 
 
 def test_lsd_identities():
@@ -25,6 +33,32 @@ def test_lsd_band_sees_only_that_band():
     low, high = torch.sin(2 * math.pi * 500 * t)[None], 0.1 * torch.sin(2 * math.pi * 8000 * t)[None]
     assert lsd(low + high, low + high * 1.5, band=(42, 51)).item() < 1e-4  # 500 Hz is bin 46, 8 kHz bin 743
     assert lsd(low + high, low + high * 1.5, band=(600, 1025)).item() > 0.01
+
+
+def test_lsd_by_band_locates_a_difference_and_adds_up():
+    t = torch.arange(22050, dtype=torch.float64) / 22050
+    noise = 1e-3 * torch.randn(2, 22050, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    x = torch.sin(2 * math.pi * 500 * t)[None] + noise
+    fade = torch.hann_window(22050, periodic=False, dtype=torch.float64)  # no edge clicks to leak
+    y = x + 0.5 * fade * torch.sin(2 * math.pi * 8000 * t)[None]
+    edges = [0, 1000, 3000, 6000, 10000, 11025]
+    squared, ref_level, est_level = lsd_by_band(x, y, edges, 22050)
+    # Only the 6-10 kHz band differs.
+    assert squared[3] > 0.3 and squared[0] < 1e-2 and squared[4] < 1e-2
+    assert est_level[3] > ref_level[3] + 0.05 and abs(ref_level[1] - est_level[1]) < 1e-3
+    # Bin-weighted over bands covering 0 Hz..Nyquist: the mean of all squared log differences.
+    hz = torch.linspace(0, 11025, 1025, dtype=torch.float64)
+    counts = torch.tensor(
+        [
+            ((hz >= a) & ((hz < b) if b < 11025 else (hz <= b))).sum()
+            for a, b in zip(edges, edges[1:], strict=False)
+        ]
+    )
+    total = (log_power_spectrogram(x) - log_power_spectrogram(y)).pow(2).mean()
+    torch.testing.assert_close((squared * counts).sum() / counts.sum(), total)
+    assert lsd_by_band(x, x, edges, 22050)[0].abs().max() == 0
+    with pytest.raises(ValueError, match="no STFT bin"):
+        lsd_by_band(x, y, [0, 1000, 1001], 22050)
 
 
 def test_si_sdr_known_values_and_scale_invariance():
