@@ -10,6 +10,11 @@ near-silent crops redrawn) and compares their third-octave LTAS (``cqtrestore.me
 Hann 4096/1024, bands 100 Hz–10 kHz, absolute dB). The bar (issue 9): RMS over bands of the dB
 difference <= 3 dB. The level-normalised distance (the mean difference removed) is printed beside it
 as information: it says how much of the miss is spectral shape rather than overall level.
+
+Diagnostics (not the bar's setting): ``--sigma-max S`` starts the schedule at S instead of 1;
+``--gaussian-start S`` carries the noise from σ_max to the schedule's first level <= S in closed form along
+the Gaussian prior's flow (``Denoiser.gaussian_flow``, F = 0) and runs the network only from there (the
+per-step churn γ unchanged). Where the network's level goes wrong shows up as the S at which it starts to.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 
 from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
 from cqtrestore.data import fixed_crops, scan_audio
-from cqtrestore.diffusion import Denoiser, ZeroNetwork, sample
+from cqtrestore.diffusion import Denoiser, SamplerOptions, ZeroNetwork, sample_heun
 from cqtrestore.metrics import ltas_distance, third_octave_ltas
 
 SEGMENT = 65536
@@ -34,13 +39,30 @@ TINY = {"checkpoint": "debug", "samples": 2, "steps": 4, "batch": 2, "crops": 2}
 
 @torch.inference_mode()
 def draw_samples(
-    denoiser: Denoiser, count: int, length: int, steps: int, batch: int, seed: int
+    denoiser: Denoiser,
+    count: int,
+    length: int,
+    steps: int,
+    batch: int,
+    seed: int,
+    sigma_max: float = 1.0,
+    gaussian_start: float | None = None,
 ) -> torch.Tensor:
     """``count`` unconditional samples (count, length), ``batch`` at a time from one seeded generator."""
     generator, parts, began = torch.Generator().manual_seed(seed), [], time.perf_counter()
+    options = SamplerOptions(steps=steps, sigma_max=sigma_max)
+    sigmas, churn = options.sigmas(), options.churn()
+    if gaussian_start is not None:
+        sigmas = sigmas[(sigmas <= gaussian_start) | (sigmas == 0)]
+        if len(sigmas) < 2:
+            raise SystemExit(f"--gaussian-start {gaussian_start:g} is below the whole schedule")
+        churn["s_churn"] = options.s_churn * (len(sigmas) - 1) / steps  # the same γ = S_churn / T per step
     for first in range(0, count, batch):
         size = min(batch, count - first)
-        parts.append(sample(denoiser, (size, length), steps=steps, generator=generator))
+        x = torch.randn((size, length), generator=generator) * sigma_max
+        if gaussian_start is not None:
+            x = denoiser.gaussian_flow(x, sigma_max, float(sigmas[0]))
+        parts.append(sample_heun(denoiser, x, sigmas, generator=generator, **churn))
         print(f"sampled {first + size}/{count} ({time.perf_counter() - began:.0f} s)", flush=True)
     return torch.cat(parts)
 
@@ -96,6 +118,8 @@ def run(args: argparse.Namespace) -> dict:
         args.steps,
         args.batch,
         args.seed,
+        args.sigma_max,
+        args.gaussian_start,
     )
     seconds = time.perf_counter() - began
     if args.audio:
@@ -111,6 +135,8 @@ def run(args: argparse.Namespace) -> dict:
         "steps": args.steps,
         "batch": args.batch,
         "seed": args.seed,
+        "sigma_max": args.sigma_max,
+        "gaussian_start": args.gaussian_start,
         "data": str(args.data),
         "crops": args.crops,
         "sampling_s": seconds,
@@ -140,6 +166,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--zero-network",
         action="store_true",
         help="sample with F = 0 (a spectral checkpoint's Gaussian prior: its training's starting point)",
+    )
+    parser.add_argument("--sigma-max", type=float, default=1.0, help="diagnostic: the schedule's σ_max")
+    parser.add_argument(
+        "--gaussian-start",
+        type=float,
+        help="diagnostic: the Gaussian prior's closed-form flow down to this σ, the network below it",
     )
     parser.add_argument("--tiny", action="store_true", help="smoke run: " + json.dumps(TINY))
     args = parser.parse_args(argv)

@@ -102,6 +102,18 @@ class Denoiser(nn.Module):
         spectrum, output, c_skip, c_out = self._spectral_parts(x, sigma, pad)
         return torch.fft.irfft(spectrum * c_skip + output * c_out, n=length + 2 * pad)[:, pad : pad + length]
 
+    def gaussian_flow(self, x: Tensor, sigma_from: float, sigma_to: float) -> Tensor:
+        """Carry x from σ_from to σ_to along the probability-flow ODE (Karras et al. eq. 1) of the
+        Gaussian prior that the preconditioning assumes (F = 0): dx/dσ = σ/(P + σ²)·x per frequency,
+        so x(σ_to) = √((P + σ_to²)/(P + σ_from²))·x(σ_from), P = P(f) or σ_data² (Wang & Vastola 2023).
+        Circular over the window: meant for stationary noise, e.g. to skip a sampler's first steps."""
+        if not (sigma_from > 0 and sigma_to >= 0):
+            raise ValueError(f"need sigma_from > 0 and sigma_to >= 0, got {sigma_from}, {sigma_to}")
+        length = x.shape[-1]
+        power = self.power(length, x) if self.spectrum is not None else x.new_tensor(self.sigma_data**2)
+        gain = ((power + sigma_to**2) / (power + sigma_from**2)).sqrt()
+        return torch.fft.irfft(torch.fft.rfft(x) * gain, n=length)
+
     def weighted_error(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
         """λ-weighted error of denoising x0 + σ·noise, per item (paper eq. 6): ‖F − target‖² per sample.
 

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
+import torch
 from conftest import REPO_ROOT
+
+from cqtrestore.diffusion import Denoiser, ZeroNetwork
+from cqtrestore.metrics import third_octave_ltas
+
+
+@pytest.fixture(scope="module")
+def prior():
+    """bench/prior.py imported as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_prior", REPO_ROOT / "bench" / "prior.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _piano_like(seconds: float = 4.0, sample_rate: int = 22050) -> np.ndarray:
@@ -65,3 +80,21 @@ def test_prior_bench_zero_network_draws_the_gaussian_prior_of_a_spectral_checkpo
     assert report["zero_network"] and report["checkpoint"] == "piano-small"
     levels = np.array([band["samples_db"] for band in report["bands"]])
     assert levels[:6].max() - levels[-3:].max() > 40
+
+
+def test_gaussian_start_skips_steps_without_changing_a_gaussian_priors_samples(prior):
+    # With F = 0 the closed-form flow is exact, so starting the sampler at σ = 0.05 from it must give
+    # samples of the same spectrum as the full schedule, both that of the Gaussian: σ_max's noise is gone.
+    spectrum = torch.logspace(-2, -7, 32, dtype=torch.float64)
+    denoiser = Denoiser(ZeroNetwork(), spectrum=spectrum)
+    full = prior.draw_samples(denoiser, 8, 8192, 35, 8, seed=0)
+    skipped = prior.draw_samples(denoiser, 8, 8192, 35, 8, seed=0, gaussian_start=0.05)
+    _, full_db = third_octave_ltas(full, 22050, 200, 8000)
+    _, skipped_db = third_octave_ltas(skipped, 22050, 200, 8000)
+    white = torch.randn(8, 8192, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    gaussian = denoiser.gaussian_flow(white * 1e3, 1e3, 0.0)  # ≈ white·√P(f): (1e3)² ≫ P
+    _, expected_db = third_octave_ltas(gaussian, 22050, 200, 8000)
+    assert (full_db - skipped_db).abs().max() < 1.0
+    assert (full_db - expected_db).abs().max() < 1.0
+    with pytest.raises(SystemExit, match="below the whole schedule"):
+        prior.draw_samples(denoiser, 1, 8192, 12, 1, seed=0, gaussian_start=1e-5)
