@@ -27,7 +27,7 @@ from cqtrestore.baselines import noise_fill_bwe
 from cqtrestore.checkpoints import load_checkpoint
 from cqtrestore.data import fixed_crops, scan_audio
 from cqtrestore.diffusion import Denoiser, SamplerOptions, ZeroNetwork, sample_heun
-from cqtrestore.evaluate import TARGET_RMS
+from cqtrestore.evaluate import to_training_rms
 from cqtrestore.guidance import GuidanceOptions, guided_denoiser
 from cqtrestore.metrics import lsd, lsd_by_band
 from cqtrestore.operators import LowPass
@@ -63,7 +63,7 @@ def evaluate(
     files, _ = scan_audio(data)
     clean = fixed_crops(files, SEGMENT, info.sample_rate, segments, seed=seed)
     if scale_rms:
-        clean = clean * TARGET_RMS / clean.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-6)
+        clean = to_training_rms(clean)
     results = {
         "checkpoint": str(checkpoint),
         "zero_network": zero,

@@ -185,7 +185,11 @@ def load_segments(clean_dir: str | Path, count: int, seed: int) -> Tensor:
         files, _ = scan_audio(clean_dir)
     except ValueError as error:
         raise EvalError(str(error)) from None
-    crops = fixed_crops(files, SEGMENT, SAMPLE_RATE, count, seed).double()
+    return to_training_rms(fixed_crops(files, SEGMENT, SAMPLE_RATE, count, seed).double())
+
+
+def to_training_rms(crops: Tensor) -> Tensor:
+    """Each crop (count, length) scaled to the training RMS; near-silent ones (RMS <= 1e-6) left alone."""
     rms = crops.pow(2).mean(dim=1, keepdim=True).sqrt()
     return torch.where(rms > 1e-6, crops * TARGET_RMS / rms.clamp_min(1e-6), crops)
 
