@@ -14,13 +14,18 @@ as information: it says how much of the miss is spectral shape rather than overa
 Diagnostics (not the bar's setting): ``--sigma-max S`` starts the schedule at S instead of 1;
 ``--gaussian-start S`` carries the noise from σ_max to the schedule's first level <= S in closed form along
 the Gaussian prior's flow (``Denoiser.gaussian_flow``, F = 0) and runs the network only from there (the
-per-step churn γ unchanged). Where the network's level goes wrong shows up as the S at which it starts to.
+per-step churn γ unchanged). ``--churn`` and ``--s-noise`` set Algorithm 2's S_churn and S_noise.
+``--track`` follows the level along the sampler: at each step, the mean power of the sampler's denoised
+estimate D(x̂; σ̂) against that of D on valid crops noised to the same σ̂ (``track_levels``). The two agree
+where the sampler's states look like noised music to the network; the first σ at which they part is
+where the samples' level is decided.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -29,7 +34,7 @@ import torch
 
 from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
 from cqtrestore.data import fixed_crops, scan_audio
-from cqtrestore.diffusion import Denoiser, SamplerOptions, ZeroNetwork, sample_heun
+from cqtrestore.diffusion import Denoiser, SamplerOptions, StepCallback, ZeroNetwork, sample_heun
 from cqtrestore.metrics import ltas_distance, third_octave_ltas
 
 SEGMENT = 65536
@@ -47,10 +52,13 @@ def draw_samples(
     seed: int,
     sigma_max: float = 1.0,
     gaussian_start: float | None = None,
+    s_churn: float = 5.0,
+    s_noise: float = 1.0,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """``count`` unconditional samples (count, length), ``batch`` at a time from one seeded generator."""
     generator, parts, began = torch.Generator().manual_seed(seed), [], time.perf_counter()
-    options = SamplerOptions(steps=steps, sigma_max=sigma_max)
+    options = SamplerOptions(steps=steps, sigma_max=sigma_max, s_churn=s_churn, s_noise=s_noise)
     sigmas, churn = options.sigmas(), options.churn()
     if gaussian_start is not None:
         sigmas = sigmas[(sigmas <= gaussian_start) | (sigmas == 0)]
@@ -62,9 +70,44 @@ def draw_samples(
         x = torch.randn((size, length), generator=generator) * sigma_max
         if gaussian_start is not None:
             x = denoiser.gaussian_flow(x, sigma_max, float(sigmas[0]))
-        parts.append(sample_heun(denoiser, x, sigmas, generator=generator, **churn))
+        parts.append(sample_heun(denoiser, x, sigmas, generator=generator, callback=callback, **churn))
         print(f"sampled {first + size}/{count} ({time.perf_counter() - began:.0f} s)", flush=True)
     return torch.cat(parts)
+
+
+class LevelTracker:
+    """A sampler callback: the summed power and count of the denoised estimates, per step."""
+
+    def __init__(self) -> None:
+        self.sigmas: dict[int, float] = {}
+        self.power: dict[int, float] = {}
+        self.items: dict[int, int] = {}
+
+    def __call__(self, step: int, x: torch.Tensor, denoised: torch.Tensor, sigma: float) -> None:
+        self.sigmas[step] = sigma
+        self.power[step] = self.power.get(step, 0.0) + float(denoised.double().pow(2).mean(dim=1).sum())
+        self.items[step] = self.items.get(step, 0) + denoised.shape[0]
+
+
+def track_levels(
+    denoiser: Denoiser, tracker: LevelTracker, reference: torch.Tensor, seed: int, batch: int
+) -> list[dict]:
+    """Per sampler step: σ̂, and the power of D along the sampler and on ``reference`` noised to σ̂ (dB re
+    the reference's power); positive gaps mean the sampler's estimates are louder than music's."""
+    reference_power = float(reference.double().pow(2).mean())
+    generator, rows = torch.Generator().manual_seed(seed + 1), []
+    for step in sorted(tracker.sigmas):
+        sigma, on_data = tracker.sigmas[step], 0.0
+        for first in range(0, len(reference), batch):
+            clean = reference[first : first + batch]
+            noisy = clean + sigma * torch.randn(clean.shape, generator=generator)
+            on_data += float(denoiser(noisy, sigma).double().pow(2).mean(dim=1).sum())
+        sampler_db = 10 * math.log10(tracker.power[step] / tracker.items[step] / reference_power)
+        data_db = 10 * math.log10(on_data / len(reference) / reference_power)
+        rows.append(
+            {"sigma": sigma, "sampler_db": sampler_db, "data_db": data_db, "gap_db": sampler_db - data_db}
+        )
+    return rows
 
 
 def compare(
@@ -98,6 +141,12 @@ def print_report(report: dict) -> None:
             f"{band['centre_hz']:9.0f} {band['samples_db']:11.2f} {band['valid_db']:9.2f}"
             f" {band['difference_db']:+8.2f}"
         )
+    if report.get("track"):
+        print(f"{'sigma':>9} {'D along sampler dB':>19} {'D on valid dB':>14} {'gap dB':>7}")
+        for row in report["track"]:
+            print(
+                f"{row['sigma']:9.4f} {row['sampler_db']:19.2f} {row['data_db']:14.2f} {row['gap_db']:+7.2f}"
+            )
     print(f"RMS level: samples {report['samples_rms_db']:.2f} dB, valid {report['valid_rms_db']:.2f} dB")
     print(f"mean band difference {report['mean_difference_db']:+.2f} dB")
     print(f"LTAS distance {report['distance_db']:.2f} dB (bar {report['bar_db']:g} dB)")
@@ -110,9 +159,10 @@ def run(args: argparse.Namespace) -> dict:
     net, info = load_checkpoint(args.checkpoint)
     files, _ = scan_audio(args.data)
     reference = fixed_crops(files, args.length, info.sample_rate, args.crops, seed=args.seed)
-    began = time.perf_counter()
+    began, tracker = time.perf_counter(), LevelTracker() if args.track else None
+    denoiser = info.denoiser(ZeroNetwork() if args.zero_network else net)
     samples = draw_samples(
-        info.denoiser(ZeroNetwork() if args.zero_network else net),
+        denoiser,
         args.samples,
         args.length,
         args.steps,
@@ -120,8 +170,12 @@ def run(args: argparse.Namespace) -> dict:
         args.seed,
         args.sigma_max,
         args.gaussian_start,
+        args.churn,
+        args.s_noise,
+        tracker,
     )
     seconds = time.perf_counter() - began
+    track = [] if tracker is None else track_levels(denoiser, tracker, reference[:16], args.seed, args.batch)
     if args.audio:
         args.audio.mkdir(parents=True, exist_ok=True)
         for index, item in enumerate(samples):
@@ -137,11 +191,14 @@ def run(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "sigma_max": args.sigma_max,
         "gaussian_start": args.gaussian_start,
+        "s_churn": args.churn,
+        "s_noise": args.s_noise,
         "data": str(args.data),
         "crops": args.crops,
         "sampling_s": seconds,
     }
-    return settings | compare(samples, reference, info.sample_rate, args.low, args.high)
+    report = settings | compare(samples, reference, info.sample_rate, args.low, args.high)
+    return report | ({"track": track} if track else {})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -172,6 +229,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gaussian-start",
         type=float,
         help="diagnostic: the Gaussian prior's closed-form flow down to this σ, the network below it",
+    )
+    parser.add_argument("--churn", type=float, default=5.0, help="diagnostic: Algorithm 2's S_churn")
+    parser.add_argument("--s-noise", type=float, default=1.0, help="diagnostic: Algorithm 2's S_noise")
+    parser.add_argument(
+        "--track", action="store_true", help="diagnostic: D's power along the sampler against on valid crops"
     )
     parser.add_argument("--tiny", action="store_true", help="smoke run: " + json.dumps(TINY))
     args = parser.parse_args(argv)

@@ -98,3 +98,43 @@ def test_gaussian_start_skips_steps_without_changing_a_gaussian_priors_samples(p
     assert (full_db - expected_db).abs().max() < 1.0
     with pytest.raises(SystemExit, match="below the whole schedule"):
         prior.draw_samples(denoiser, 1, 8192, 12, 1, seed=0, gaussian_start=1e-5)
+
+
+def test_churn_and_s_noise_reach_the_sampler(prior):
+    # Without churn the generator only draws the starting noise, so S_noise cannot matter; with it, it must.
+    denoiser = Denoiser(ZeroNetwork(), spectrum=torch.logspace(-3, -6, 16, dtype=torch.float64))
+    draw = lambda **churn: prior.draw_samples(denoiser, 2, 4096, 8, 2, seed=0, **churn)  # noqa: E731
+    assert torch.equal(draw(s_churn=0.0, s_noise=2.0), draw(s_churn=0.0, s_noise=1.0))
+    assert not torch.allclose(draw(s_churn=5.0, s_noise=2.0), draw(s_churn=5.0, s_noise=1.0))
+    assert torch.equal(draw(), draw(s_churn=5.0, s_noise=1.0))
+
+
+class _Shrunk(torch.nn.Module):
+    """A denoiser whose estimates are ``gain`` times another's: a network that under-generates."""
+
+    def __init__(self, inner: Denoiser, gain: float) -> None:
+        super().__init__()
+        self.inner, self.gain = inner, gain
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        return self.gain * self.inner(x, sigma)
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.7])
+def test_track_levels_finds_where_the_sampler_leaves_the_data(prior, gain):
+    # For the exact denoiser of a Gaussian prior (F = 0) started from its own noise (P << σ_max²), the
+    # sampler's states are the prior's noised marginals, so D is as loud along the sampler as on noised
+    # data at every step. A denoiser that shrinks by 0.7 drags the sampler quieter than the data: the gap
+    # opens and grows as σ falls.
+    exact = Denoiser(ZeroNetwork(), spectrum=torch.logspace(-3, -6, 16, dtype=torch.float64))
+    white = torch.randn(16, 8192, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    reference = exact.gaussian_flow(white * 1e3, 1e3, 0.0).float()
+    denoiser, tracker = _Shrunk(exact, gain), prior.LevelTracker()
+    prior.draw_samples(denoiser, 8, 8192, 20, 4, seed=0, callback=tracker)
+    rows = prior.track_levels(denoiser, tracker, reference, seed=0, batch=8)
+    assert len(rows) == 20 and rows[0]["sigma"] > rows[-1]["sigma"]
+    gaps = np.array([row["gap_db"] for row in rows])
+    if gain == 1.0:
+        assert np.abs(gaps).max() < 0.6
+    else:
+        assert gaps[-1] < -3.0 and gaps[-1] < gaps[0] - 2.0
