@@ -89,6 +89,7 @@ class LevelTracker:
         self.items[step] = self.items.get(step, 0) + denoised.shape[0]
 
 
+@torch.inference_mode()
 def track_levels(
     denoiser: Denoiser, tracker: LevelTracker, reference: torch.Tensor, seed: int, batch: int
 ) -> list[dict]:
