@@ -39,6 +39,7 @@ from cqtrestore.metrics import ltas_distance, third_octave_ltas
 
 SEGMENT = 65536
 BAR_DB = 3.0
+TRACK_CROPS = 16  # valid crops that --track noises at each step
 TINY = {"checkpoint": "debug", "samples": 2, "steps": 4, "batch": 2, "crops": 2}
 
 
@@ -75,18 +76,20 @@ def draw_samples(
     return torch.cat(parts)
 
 
+def summed_power(x: torch.Tensor) -> float:
+    """Σ over items of each item's mean square (float64), for averages over several batches."""
+    return float(x.double().pow(2).mean(dim=1).sum())
+
+
 class LevelTracker:
-    """A sampler callback: the summed power and count of the denoised estimates, per step."""
+    """A sampler callback: per step, σ̂ and the summed power and count of the denoised estimates."""
 
     def __init__(self) -> None:
-        self.sigmas: dict[int, float] = {}
-        self.power: dict[int, float] = {}
-        self.items: dict[int, int] = {}
+        self.steps: dict[int, tuple[float, float, int]] = {}
 
     def __call__(self, step: int, x: torch.Tensor, denoised: torch.Tensor, sigma: float) -> None:
-        self.sigmas[step] = sigma
-        self.power[step] = self.power.get(step, 0.0) + float(denoised.double().pow(2).mean(dim=1).sum())
-        self.items[step] = self.items.get(step, 0) + denoised.shape[0]
+        _, power, items = self.steps.get(step, (sigma, 0.0, 0))
+        self.steps[step] = (sigma, power + summed_power(denoised), items + denoised.shape[0])
 
 
 @torch.inference_mode()
@@ -95,15 +98,17 @@ def track_levels(
 ) -> list[dict]:
     """Per sampler step: σ̂, and the power of D along the sampler and on ``reference`` noised to σ̂ (dB re
     the reference's power); positive gaps mean the sampler's estimates are louder than music's."""
-    reference_power = float(reference.double().pow(2).mean())
+    reference_power = summed_power(reference) / len(reference)
     generator, rows = torch.Generator().manual_seed(seed + 1), []
-    for step in sorted(tracker.sigmas):
-        sigma, on_data = tracker.sigmas[step], 0.0
+    for step in sorted(tracker.steps):
+        sigma, power, items = tracker.steps[step]
+        on_data = 0.0
         for first in range(0, len(reference), batch):
             clean = reference[first : first + batch]
-            noisy = clean + sigma * torch.randn(clean.shape, generator=generator)
-            on_data += float(denoiser(noisy, sigma).double().pow(2).mean(dim=1).sum())
-        sampler_db = 10 * math.log10(tracker.power[step] / tracker.items[step] / reference_power)
+            on_data += summed_power(
+                denoiser(clean + sigma * torch.randn(clean.shape, generator=generator), sigma)
+            )
+        sampler_db = 10 * math.log10(power / items / reference_power)
         data_db = 10 * math.log10(on_data / len(reference) / reference_power)
         rows.append(
             {"sigma": sigma, "sampler_db": sampler_db, "data_db": data_db, "gap_db": sampler_db - data_db}
@@ -160,7 +165,8 @@ def run(args: argparse.Namespace) -> dict:
     net, info = load_checkpoint(args.checkpoint)
     files, _ = scan_audio(args.data)
     reference = fixed_crops(files, args.length, info.sample_rate, args.crops, seed=args.seed)
-    began, tracker = time.perf_counter(), LevelTracker() if args.track else None
+    tracker = LevelTracker() if args.track else None
+    began = time.perf_counter()
     denoiser = info.denoiser(ZeroNetwork() if args.zero_network else net)
     samples = draw_samples(
         denoiser,
@@ -176,7 +182,6 @@ def run(args: argparse.Namespace) -> dict:
         tracker,
     )
     seconds = time.perf_counter() - began
-    track = [] if tracker is None else track_levels(denoiser, tracker, reference[:16], args.seed, args.batch)
     if args.audio:
         args.audio.mkdir(parents=True, exist_ok=True)
         for index, item in enumerate(samples):
@@ -199,7 +204,9 @@ def run(args: argparse.Namespace) -> dict:
         "sampling_s": seconds,
     }
     report = settings | compare(samples, reference, info.sample_rate, args.low, args.high)
-    return report | ({"track": track} if track else {})
+    if tracker is not None:
+        report["track"] = track_levels(denoiser, tracker, reference[:TRACK_CROPS], args.seed, args.batch)
+    return report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
