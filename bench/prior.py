@@ -247,6 +247,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tiny:
         vars(args).update(TINY)
+    try:  # the sampler's own checks, as a usage error instead of a traceback
+        SamplerOptions(steps=args.steps, sigma_max=args.sigma_max, s_churn=args.churn, s_noise=args.s_noise)
+    except ValueError as error:
+        parser.error(str(error))
     args.checkpoint = args.checkpoint or default_checkpoint()
     return args
 

@@ -39,10 +39,12 @@ def test_prior_bench_tiny_run_writes_its_report(tmp_path):
     sf.write(str(valid / "clip.flac"), _piano_like(), 22050)
     report_path = tmp_path / "prior.json"
     command = [sys.executable, "bench/prior.py", "--tiny", "--data", str(valid), "--json", str(report_path)]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command + ["--track"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "LTAS distance" in result.stdout and "level-normalised" in result.stdout
+    assert "D along sampler" in result.stdout
     report = json.loads(report_path.read_text())
+    assert len(report["track"]) == 4 and report["s_churn"] == 5.0  # one row per sampler step
     assert report["checkpoint"] == "debug" and report["samples"] == 2
     assert len(report["bands"]) == 21 and report["bar_db"] == 3.0
     differences = np.array([band["difference_db"] for band in report["bands"]])
@@ -98,6 +100,16 @@ def test_gaussian_start_skips_steps_without_changing_a_gaussian_priors_samples(p
     assert (full_db - expected_db).abs().max() < 1.0
     with pytest.raises(SystemExit, match="below the whole schedule"):
         prior.draw_samples(denoiser, 1, 8192, 12, 1, seed=0, gaussian_start=1e-5)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [(["--churn", "-1"], "s_churn must be"), (["--sigma-max", "0"], "sigma_min < sigma_max")],
+)
+def test_bad_sampler_options_are_a_usage_error(prior, option, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        prior.parse_args(["--tiny", *option])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_churn_and_s_noise_reach_the_sampler(prior):
