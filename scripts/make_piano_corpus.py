@@ -16,9 +16,12 @@ Pipeline, one piece at a time:
 3. performance: tempo map (global tempo, slow drift, phrase-end and final ritardandi, fermatas),
    velocities (marked dynamics, phrase arches, metric and melody accents, noise), onset jitter and a
    sustain-pedal heuristic (CC64 re-pressed on harmony, bar or beat changes) -> a standard MIDI file.
-4. audio: fluidsynth renders it with the MuseScore General "Grand Piano" or "Mellow Grand Piano"
-   preset and randomised reverb; the result is mixed to mono, resampled to 22.05 kHz, trimmed,
-   normalised around MAESTRO's loudness and written as FLAC chunks of at most 60 s.
+4. audio: fluidsynth renders it with one of eight piano presets of two Debian soundfonts (MuseScore
+   General's grands and honky-tonk, csound's GM bank; see PRESETS), a small random detuning and
+   randomised reverb; the result is mixed to mono, resampled to 22.05 kHz, trimmed, normalised around
+   MAESTRO's loudness and written as FLAC chunks of at most 60 s. Every valid rendering is rendered once
+   more with a held-out soundfont (TimGM6mb's Piano 1) into the 'heldout' split, a second validation
+   set whose timbre training never hears. FluidR3 is refused: it is kept aside for evaluation.
 
 Finished pieces leave a marker in OUT/.done, so a killed run resumes where it stopped. OUT/manifest.csv
 lists every chunk and OUT/summary.md sums the corpus up. Everything above step 4 is pure Python and numpy
@@ -45,14 +48,48 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-SOUNDFONT_PACKAGE = "musescore-general-soundfont-lossless"
-SOUNDFONT_FILE = "MuseScore_General_Full.sf2"
-PRESETS = {"grand": (0, 0), "mellow": (8, 0)}  # name -> (bank, program) in MuseScore_General_Full.sf2
+
+@dataclass(frozen=True)
+class Timbre:
+    """One piano preset of one Debian soundfont, and its share of the training renderings."""
+
+    package: str  # the Debian package that installs the soundfont
+    file: str  # its file name under /usr/share/sounds/sf2
+    bank: int
+    program: int
+    weight: float  # share of the training renderings (0: never trained on)
+
+
+MUSESCORE = ("musescore-general-soundfont-lossless", "MuseScore_General_Full.sf2")
+GMBANK = ("csound-soundfont", "sf_GMbank.sf2")
+TIMGM = ("timgm6mb-soundfont", "TimGM6mb.sf2")
+PRESETS = {
+    "grand": Timbre(*MUSESCORE, 0, 0, 0.24),  # MuseScore General: Grand Piano
+    "mellow": Timbre(*MUSESCORE, 8, 0, 0.20),  # Mellow Grand Piano
+    "bright": Timbre(*MUSESCORE, 0, 1, 0.14),  # Bright Grand Piano
+    "honkytonk": Timbre(*MUSESCORE, 0, 3, 0.08),  # Honky-Tonk Piano: a detuned upright
+    "gmbank-piano1": Timbre(*GMBANK, 0, 0, 0.10),  # csound's GM bank: Piano 1
+    "gmbank-piano2": Timbre(*GMBANK, 0, 1, 0.06),  # Piano 2
+    "gmbank-acoustic1": Timbre(*GMBANK, 127, 0, 0.12),  # Acou Piano 1
+    "gmbank-acoustic2": Timbre(*GMBANK, 127, 1, 0.06),  # Acou Piano 2
+    # Held out: a soundfont never trained on; the valid works rendered with it form the 'heldout' split.
+    "timgm-piano1": Timbre(*TIMGM, 0, 0, 0.0),  # TimGM6mb: Piano 1
+}
+HELDOUT_PRESET = "timgm-piano1"
+# Kept aside to measure how the prior generalises: never rendered for training.
+FORBIDDEN_SOUNDFONTS = ("fluidr3", "fluid-soundfont")
+DETUNE_CENTS = 6.0  # std of a rendering's overall tuning offset (pitch wheel; clipped to +-20 cents)
+PITCH_BEND_RANGE_CENTS = 200.0  # fluidsynth's default pitch-wheel sensitivity: 2 semitones
+TRAIN_PRESETS = [name for name, timbre in PRESETS.items() if timbre.weight > 0]
+TRAIN_WEIGHTS = np.array([PRESETS[name].weight for name in TRAIN_PRESETS]) / sum(
+    PRESETS[name].weight for name in TRAIN_PRESETS
+)
+HELDOUT_SUFFIX = "_h"  # piece id of a valid rendering's held-out-timbre twin
 PIANO_LOW, PIANO_HIGH = 21, 108  # A0 and C8 as MIDI keys
 RENDER_RATE, OUT_RATE = 44100, 22050
 MAESTRO_RMS = 0.057  # MAESTRO's typical RMS: the level the piano prior is trained at
@@ -70,7 +107,7 @@ CACHE_VERSION = 2
 MANIFEST_FIELDS = [
     "path", "split", "piece_id", "source", "work", "family", "pass", "preset", "bank", "program", "transpose",
     "tempo_factor", "qpm", "pedal", "accompaniment", "reverb_room", "reverb_damp", "reverb_width",
-    "reverb_level", "reverb_send", "chunk", "duration_s", "rms", "peak",
+    "reverb_level", "reverb_send", "chunk", "duration_s", "rms", "peak", "soundfont", "detune_cents",
 ]  # fmt: skip
 
 # Krumhansl-Kessler key profiles, tonic first.
@@ -109,6 +146,7 @@ class RenderParams:
     reverb_width: float
     reverb_level: float
     reverb_send: int  # CC91
+    detune_cents: float = 0.0  # overall tuning offset, sent as one pitch-wheel message
 
 
 @dataclass
@@ -534,7 +572,7 @@ def pedal_events(
 # ----------------------------------------------------------------------------------- performance
 def choose_params(score: ScoreNotes, rng: np.random.Generator, monophonic: bool) -> RenderParams:
     return RenderParams(
-        preset=str(rng.choice(list(PRESETS))),
+        preset=str(rng.choice(TRAIN_PRESETS, p=TRAIN_WEIGHTS)),
         transpose=choose_transposition([n[2] for n in score.notes], rng),
         tempo_factor=float(np.clip(np.exp(rng.normal(0.0, 0.08)), 0.8, 1.25)),
         pedal=str(rng.choice(["harmony", "bar", "beat", "none"], p=[0.55, 0.2, 0.1, 0.15])),
@@ -546,6 +584,7 @@ def choose_params(score: ScoreNotes, rng: np.random.Generator, monophonic: bool)
         reverb_width=float(rng.uniform(0.3, 1.0)),
         reverb_level=float(rng.uniform(0.3, 0.9)),
         reverb_send=int(rng.integers(15, 90)),
+        detune_cents=float(np.clip(rng.normal(0.0, DETUNE_CENTS), -20.0, 20.0)),
     )
 
 
@@ -602,10 +641,12 @@ def separate_repeated_keys(notes: list[tuple[float, float, int, int]], gap_s: fl
 
 def midi_events(perf: Performance, params: RenderParams) -> list[tuple[float, int, tuple]]:
     """(time_s, order, message) sorted; at one tick note-offs come first, then controllers, then note-ons."""
-    bank, program = PRESETS[params.preset]
+    timbre = PRESETS[params.preset]
+    bend = int(np.clip(round(params.detune_cents / PITCH_BEND_RANGE_CENTS * 8192), -8192, 8191))
     events: list[tuple[float, int, tuple]] = [
-        (0.0, 1, ("control_change", 0, bank)), (0.0, 1, ("control_change", 32, 0)),
-        (0.0, 1, ("program_change", program)), (0.0, 1, ("control_change", 7, 100)),
+        (0.0, 1, ("control_change", 0, timbre.bank)), (0.0, 1, ("control_change", 32, 0)),
+        (0.0, 1, ("program_change", timbre.program)), (0.0, 1, ("pitchwheel", bend)),
+        (0.0, 1, ("control_change", 7, 100)),
         (0.0, 1, ("control_change", 10, 64)), (0.0, 1, ("control_change", 91, params.reverb_send)),
         (0.0, 1, ("control_change", 93, 0)), (perf.duration_s, 1, ("control_change", 64, 0)),
     ]  # fmt: skip
@@ -632,6 +673,8 @@ def write_midi(perf: Performance, params: RenderParams, path: Path, ticks_per_se
             message = mido.Message("note_off", note=values[0], velocity=0, time=tick - now)
         elif kind == "program_change":
             message = mido.Message("program_change", program=values[0], time=tick - now)
+        elif kind == "pitchwheel":
+            message = mido.Message("pitchwheel", pitch=values[0], time=tick - now)
         else:
             message = mido.Message("control_change", control=values[0], value=values[1], time=tick - now)
         track.append(message)
@@ -755,6 +798,17 @@ class Job:
     planned_s: float
     section: tuple[float, float]  # (start, stop) in quarter notes
 
+    @property
+    def performance_id(self) -> str:
+        """The piece id that seeds the performance: a held-out twin plays its valid rendering's."""
+        return self.piece_id.removesuffix(HELDOUT_SUFFIX) if self.split == "heldout" else self.piece_id
+
+
+def heldout_twin(job: Job) -> Job:
+    """The same performance of a valid rendering, played by the held-out timbre (the 'heldout' split)."""
+    params = replace(job.params, preset=HELDOUT_PRESET)
+    return replace(job, piece_id=job.piece_id + HELDOUT_SUFFIX, split="heldout", params=params)
+
 
 def plan_jobs(
     entries: list[Entry],
@@ -804,6 +858,8 @@ def iter_plan(
             for job in jobs:
                 seconds[name] += job.planned_s
                 yield job
+                if job.split == "valid":  # not counted in the hours: the target is train + valid
+                    yield heldout_twin(job)
 
 
 def make_jobs(
@@ -963,14 +1019,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def render_job(job: Job, out: Path, soundfont: Path, seed: int) -> list[dict]:
+def render_job(job: Job, out: Path, soundfonts: dict[str, Path], seed: int) -> list[dict]:
     """Render one piece to FLAC chunks; write its done-marker; return its manifest rows."""
     import soundfile
     from scipy.signal import resample_poly
 
     score = score_section(cached_loader(out / ".cache")(job.entry), *job.section)
-    params, perf = performance_for(score, seed, job.piece_id)
+    params, perf = performance_for(score, seed, job.performance_id)
+    if job.split == "heldout":
+        params = replace(params, preset=HELDOUT_PRESET)
     assert params == job.params, "plan and render drew different parameters"
+    soundfont = soundfonts[PRESETS[params.preset].file]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=out / ".tmp") as tmp:
         midi, wav = Path(tmp) / "piece.mid", Path(tmp) / "piece.wav"
@@ -997,7 +1056,8 @@ def render_job(job: Job, out: Path, soundfont: Path, seed: int) -> list[dict]:
 
 def manifest_row(job: Job, perf: Performance, path: str, chunk_index: int, chunk: np.ndarray) -> dict:
     p = job.params
-    bank, program = PRESETS[p.preset]
+    timbre = PRESETS[p.preset]
+    bank, program = timbre.bank, timbre.program
     return {
         "path": path, "split": job.split, "piece_id": job.piece_id, "source": job.entry.source,
         "work": job.entry.work, "family": job.entry.family, "pass": job.pass_index, "preset": p.preset,
@@ -1008,7 +1068,8 @@ def manifest_row(job: Job, perf: Performance, path: str, chunk_index: int, chunk
         "reverb_width": round(p.reverb_width, 3), "reverb_level": round(p.reverb_level, 3),
         "reverb_send": p.reverb_send, "chunk": chunk_index, "duration_s": round(len(chunk) / OUT_RATE, 3),
         "rms": round(float(np.sqrt(np.mean(np.square(chunk, dtype=np.float64)))), 5),
-        "peak": round(float(np.max(np.abs(chunk))), 5),
+        "peak": round(float(np.max(np.abs(chunk))), 5), "soundfont": timbre.file,
+        "detune_cents": round(p.detune_cents, 2),
     }  # fmt: skip
 
 
@@ -1060,15 +1121,17 @@ def summary_markdown(rows: list[dict], jobs: list[Job], skipped: Counter, seed: 
         return lines
 
     total_h = sum(float(r["duration_s"]) for r in rows) / 3600
-    sources = {s: {r["source"] for r in rows if r["split"] == s} for s in ("train", "valid")}
-    works = {s: {r["work"] for r in rows if r["split"] == s} for s in ("train", "valid")}
+    sources = {s: {r["source"] for r in rows if r["split"] == s} for s in ("train", "valid", "heldout")}
+    works = {s: {r["work"] for r in rows if r["split"] == s} for s in ("train", "valid", "heldout")}
     lines = [
         f"Corpus made with `--hours {hours:g} --seed {seed}`: {total_h:.2f} h of audio in {len(rows)} "
         f"FLAC chunks from {len({r['piece_id'] for r in rows})} renderings of "
         f"{len({r['source'] for r in rows})} scores "
         f"({len(jobs)} renderings planned, {sum(j.planned_s for j in jobs) / 3600:.2f} h).",
         f"Train scores: {len(sources['train'])}, valid scores: {len(sources['valid'])}, in both: "
-        f"{len(sources['train'] & sources['valid'])}; works in both: {len(works['train'] & works['valid'])}.",
+        f"{len(sources['train'] & sources['valid'])}; works in both: {len(works['train'] & works['valid'])}; "
+        f"held-out-timbre scores ({HELDOUT_PRESET}, the valid works): {len(sources['heldout'])}, in train: "
+        f"{len(sources['train'] & sources['heldout'])}.",
         "Scores skipped: " + (", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) or "none") + ".",
         "",
         *table("split"),
@@ -1082,14 +1145,19 @@ def summary_markdown(rows: list[dict], jobs: list[Job], skipped: Counter, seed: 
 
 
 # ------------------------------------------------------------------------------------------- main
-def check_prerequisites() -> Path:
-    """The soundfont's path; exits with one line naming what to install when something is missing."""
+def check_prerequisites() -> dict[str, Path]:
+    """The soundfonts' paths by file name; exits with one line naming what to install when something is
+    missing."""
     debian, pip = [], []
     if shutil.which("fluidsynth") is None:
         debian.append("fluidsynth")
-    soundfont = find_soundfont()
-    if soundfont is None:
-        debian.append(SOUNDFONT_PACKAGE)
+    soundfonts = {}
+    for package, file in sorted({(t.package, t.file) for t in PRESETS.values()}):
+        path = find_soundfont(package, file)
+        if path is None:
+            debian.append(package)
+        else:
+            soundfonts[file] = path
     for module in ("music21", "mido", "soundfile", "scipy"):
         if importlib.util.find_spec(module) is None:
             pip.append(module)
@@ -1099,16 +1167,23 @@ def check_prerequisites() -> Path:
             f"pip install {' '.join(pip)}" if pip else "",
         ]
         sys.exit("make_piano_corpus: missing prerequisites; run: " + " && ".join(t for t in todo if t))
-    return soundfont
+    return soundfonts
 
 
-def find_soundfont() -> Path | None:
+def check_allowed(package: str, file: str) -> None:
+    """Refuse the soundfonts kept aside for measuring generalisation (FluidR3 in any packaging)."""
+    if any(word in f"{package} {file}".lower() for word in FORBIDDEN_SOUNDFONTS):
+        raise ValueError(f"{file} ({package}) is kept aside for evaluation and must never be rendered here")
+
+
+def find_soundfont(package: str, file: str) -> Path | None:
+    check_allowed(package, file)
     try:
-        listing = subprocess.run(["dpkg", "-L", SOUNDFONT_PACKAGE], capture_output=True, text=True).stdout
+        listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True).stdout
     except OSError:
         listing = ""
-    candidates = [Path(line) for line in listing.splitlines() if line.endswith(SOUNDFONT_FILE)]
-    candidates.append(Path("/usr/share/sounds/sf2") / SOUNDFONT_FILE)  # where Debian puts it
+    candidates = [Path(line) for line in listing.splitlines() if line.endswith(file)]
+    candidates.append(Path("/usr/share/sounds/sf2") / file)  # where Debian puts it
     return next((path for path in candidates if path.is_file()), None)
 
 
@@ -1133,7 +1208,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    soundfont = check_prerequisites()
+    soundfonts = check_prerequisites()
     out: Path = args.out
     shutil.rmtree(out / ".tmp", ignore_errors=True)  # left by a killed run
     for folder in (".cache", ".done", ".tmp"):
@@ -1149,7 +1224,7 @@ def main(argv: list[str] | None = None) -> None:
         jobs.extend(plan)
         print(summary_markdown(planned_rows(jobs), jobs, skipped, args.seed, args.hours))
         return
-    render_all(plan, out, soundfont, args.seed, args.jobs, jobs)
+    render_all(plan, out, soundfonts, args.seed, args.jobs, jobs)
     rows = write_manifest(out, jobs)
     summary = summary_markdown(rows, jobs, skipped, args.seed, args.hours)
     speed = f"fluidsynth rendered {render_speed(out, jobs):.0f}x faster than real time (one core).\n"
@@ -1158,7 +1233,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def render_all(
-    planned: Iterable[Job], out: Path, soundfont: Path, seed: int, n_jobs: int, jobs: list[Job]
+    planned: Iterable[Job], out: Path, soundfonts: dict[str, Path], seed: int, n_jobs: int, jobs: list[Job]
 ) -> None:
     """Render the planned jobs as they come (appending each to `jobs`), `n_jobs` at a time, skipping
     finished ones; log each piece and the speed; rewrite the manifest now and then."""
@@ -1191,7 +1266,7 @@ def render_all(
             if (out / ".done" / f"{job.piece_id}.json").exists():
                 resumed += 1
                 continue
-            pending.append((job, pool.submit(render_job, job, out, soundfont, seed)))
+            pending.append((job, pool.submit(render_job, job, out, soundfonts, seed)))
             while pending and (len(pending) > 2 * n_jobs or pending[0][1].done()):
                 report(*pending.popleft())
         while pending:

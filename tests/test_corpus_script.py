@@ -199,7 +199,8 @@ def test_plan_never_puts_one_score_in_both_splits_and_is_reproducible():
     assert [(j.piece_id, j.split, j.params) for j in jobs] == [(j.piece_id, j.split, j.params) for j in again]
     splits = {}
     for job in jobs:
-        assert splits.setdefault(job.entry.work or job.entry.source, job.split) == job.split
+        side = "valid" if job.split == "heldout" else job.split  # the held-out timbre plays valid works
+        assert splits.setdefault(job.entry.work or job.entry.source, side) == side
     assert {j.split for j in jobs if j.entry.work == "folk/title:same song"} == {"train"}
     assert skipped == {"parse error (ValueError)": 1}
     assert len({j.piece_id for j in jobs}) == len(jobs)
@@ -362,10 +363,11 @@ def test_performance_is_well_formed_and_reproducible(seed):
 def test_midi_events_select_the_preset_and_order_offs_before_ons():
     perf = mpc.Performance([(0.5, 1.0, 60, 80), (1.0, 1.5, 60, 70)], [(0.6, 127), (1.6, 0)], 2.5, 100.0)
     params = mpc.choose_params(chorale(bars=1), np.random.default_rng(0), monophonic=False)
-    for preset, (bank, program) in mpc.PRESETS.items():
+    for preset, timbre in mpc.PRESETS.items():
         events = mpc.midi_events(perf, type(params)(**{**params.__dict__, "preset": preset}))
         messages = [e[2] for e in events]
-        assert ("control_change", 0, bank) in messages and ("program_change", program) in messages
+        assert ("control_change", 0, timbre.bank) in messages
+        assert ("program_change", timbre.program) in messages
         at_one = [m[0] for t, _, m in events if t == 1.0]
         assert at_one == ["note_off", "note_on"]
         assert [t for t, _, _ in events] == sorted(t for t, _, _ in events)
@@ -391,3 +393,49 @@ def test_script_imports_without_music21_and_mido():
         "m = importlib.util.module_from_spec(spec); sys.modules['m'] = m; spec.loader.exec_module(m)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_detuning_is_one_pitch_wheel_message_of_the_drawn_cents():
+    perf = mpc.Performance([(0.5, 1.0, 60, 80)], [], 2.0, 100.0)
+    params = mpc.choose_params(chorale(bars=1), np.random.default_rng(0), monophonic=False)
+    for cents, value in ((0.0, 0), (10.0, 410), (-20.0, -819)):
+        events = mpc.midi_events(perf, type(params)(**{**params.__dict__, "detune_cents": cents}))
+        assert [m for _, _, m in events if m[0] == "pitchwheel"] == [("pitchwheel", value)]
+    drawn = [
+        mpc.choose_params(chorale(bars=1), np.random.default_rng(s), False).detune_cents for s in range(200)
+    ]
+    assert max(map(abs, drawn)) <= 20 and 3 < np.std(drawn) < 9
+
+
+def test_training_draws_every_trained_timbre_and_never_the_held_out_one():
+    presets = [
+        mpc.choose_params(chorale(bars=1), np.random.default_rng(s), False).preset for s in range(2000)
+    ]
+    assert set(presets) == set(mpc.TRAIN_PRESETS)
+    assert mpc.HELDOUT_PRESET not in mpc.TRAIN_PRESETS and mpc.PRESETS[mpc.HELDOUT_PRESET].weight == 0
+    share = presets.count("grand") / len(presets)
+    assert abs(share - mpc.TRAIN_WEIGHTS[mpc.TRAIN_PRESETS.index("grand")]) < 0.03
+
+
+def test_every_valid_rendering_has_a_held_out_timbre_twin_with_the_same_performance():
+    entries = [mpc.Entry(f"bach/bwv{i}.mxl") for i in range(120)]
+    jobs, _ = mpc.plan_jobs(entries, lambda e: chorale(bars=8), 3600, seed=0)
+    valid = {j.piece_id: j for j in jobs if j.split == "valid"}
+    twins = {j.piece_id: j for j in jobs if j.split == "heldout"}
+    assert valid and len(twins) == len(valid)
+    for piece_id, twin in twins.items():
+        original = valid[piece_id.removesuffix(mpc.HELDOUT_SUFFIX)]
+        assert twin.performance_id == original.piece_id and twin.params.preset == mpc.HELDOUT_PRESET
+        assert twin.params == type(twin.params)(**{**original.params.__dict__, "preset": mpc.HELDOUT_PRESET})
+    planned_train_valid = sum(j.planned_s for j in jobs if j.split != "heldout")
+    assert planned_train_valid >= 3600 > planned_train_valid - max(j.planned_s for j in jobs)
+
+
+@pytest.mark.parametrize(
+    "package, file",
+    [("fluid-soundfont-gm", "FluidR3_GM.sf2"), ("fluidr3mono-gm-soundfont", "FluidR3Mono.sf3")],
+)
+def test_the_evaluation_soundfonts_are_refused(package, file):
+    with pytest.raises(ValueError, match="kept aside"):
+        mpc.find_soundfont(package, file)
+    assert all("fluid" not in t.file.lower() for t in mpc.PRESETS.values())
