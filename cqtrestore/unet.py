@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from cqtrestore.context import MIXERS, build_mixer
 from cqtrestore.cqt import CQT, frame_layout
 
 INV_SQRT2 = 1 / math.sqrt(2)
@@ -65,11 +66,32 @@ class UNetConfig:
     noise_mlp: tuple[int, ...] = (128, 256, 512)  # MLP widths; the last one feeds every FiLM layer
     freq_features: int = 32  # random-Fourier frequencies of the frequency embedding
     fourier_scale: float = 16.0  # std of the random-Fourier frequencies at initialisation
+    # Per-level dilated layers (() = ``dilated_layers`` everywhere; the middle block uses the last).
+    level_layers: tuple[int, ...] = ()
+    # Long context in time (cqtrestore.context): a mixer after the blocks of the ``time_levels``
+    # coarsest levels (encoder and decoder) and after the middle block.
+    time_mixer: str = "none"  # "none", "attention" or "dilated"
+    time_levels: int = 0
+    attention_heads: int = 4
+    time_dilations: tuple[int, ...] = (1, 2, 4, 8)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        object.__setattr__(self, "kernel_size", tuple(int(k) for k in self.kernel_size))
-        object.__setattr__(self, "noise_mlp", tuple(int(w) for w in self.noise_mlp))
+        for name in ("channels", "kernel_size", "noise_mlp", "level_layers", "time_dilations"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.level_layers and (len(self.level_layers) != len(self.channels) or min(self.level_layers) < 1):
+            raise ValueError(
+                f"level_layers must give one positive layer count per level ({len(self.channels)}), "
+                f"got {self.level_layers}"
+            )
+        if self.time_mixer not in MIXERS or not 0 <= self.time_levels <= len(self.channels):
+            raise ValueError(
+                f"time_mixer must be one of {MIXERS} and time_levels from 0 to the number of levels, "
+                f"got {self.time_mixer!r} and {self.time_levels}"
+            )
+        if self.time_mixer == "attention" and any(c % self.attention_heads for c in self.mixer_channels):
+            raise ValueError(f"{self.attention_heads} attention heads do not divide {self.mixer_channels}")
+        if not self.time_dilations or min(self.time_dilations) < 1:
+            raise ValueError(f"time_dilations must be positive, got {self.time_dilations}")
         if len(self.channels) < 2 or min(self.channels) < 1:
             raise ValueError(
                 f"channels must list 2 or more positive widths (one per level), got {self.channels}"
@@ -80,10 +102,11 @@ class UNetConfig:
             raise ValueError("bins_per_octave, octaves, sample_rate and noise_features must be positive")
         if self.freq_features < 0 or not self.noise_mlp or min(self.noise_mlp) < 1:
             raise ValueError("freq_features must be >= 0 and noise_mlp a non-empty list of positive widths")
-        reach = (self.kernel_size[0] // 2) * self.dilation_growth ** (self.dilated_layers - 1)
-        if self.dilated_layers < 1 or self.dilation_growth < 1 or reach >= self.rows:
+        deepest = max(self.layers_per_level)
+        reach = (self.kernel_size[0] // 2) * self.dilation_growth ** (deepest - 1)
+        if deepest < 1 or min(self.layers_per_level) < 1 or self.dilation_growth < 1 or reach >= self.rows:
             raise ValueError(
-                f"dilated_layers={self.dilated_layers} reaches {reach} rows, more than the "
+                f"{deepest} dilated layers reach {reach} rows, more than the "
                 f"{self.rows} rows that reflect padding allows"
             )
 
@@ -98,7 +121,30 @@ class UNetConfig:
 
     @property
     def dilations(self) -> tuple[int, ...]:
-        return tuple(self.dilation_growth**i for i in range(self.dilated_layers))
+        """Frequency dilations of the deepest block."""
+        return tuple(self.dilation_growth**i for i in range(max(self.layers_per_level)))
+
+    @property
+    def layers_per_level(self) -> tuple[int, ...]:
+        return self.level_layers or (self.dilated_layers,) * len(self.channels)
+
+    def level_dilations(self, level: int) -> tuple[int, ...]:
+        """Frequency dilations of the blocks at ``level`` (the middle block: the last level's)."""
+        return tuple(self.dilation_growth**i for i in range(self.layers_per_level[level]))
+
+    def has_mixer(self, level: int) -> bool:
+        """Whether the blocks at ``level`` (and, for any mixer, the middle block) are followed by one."""
+        return self.time_mixer != "none" and level >= len(self.channels) - self.time_levels
+
+    @property
+    def mixer_channels(self) -> tuple[int, ...]:
+        """Widths the time mixers act on: the encoder's level widths, and the decoder's outputs."""
+        levels = len(self.channels)
+        if self.time_mixer == "none" or not self.time_levels:
+            return ()
+        down = self.channels[levels - self.time_levels :]
+        up = tuple(self.channels[max(i - 1, 0)] for i in range(levels - self.time_levels, levels))
+        return down + up
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (for checkpoint metadata)."""
@@ -117,6 +163,25 @@ PRESETS: dict[str, UNetConfig] = {
     "small": UNetConfig(channels=(8, 16, 16, 32, 32, 32)),
     # ... or twice that width at the top with five layers of dilations 1, 3, 9, 27, 81 (+-242 rows).
     "small-shallow": UNetConfig(channels=(16, 16, 24, 24, 32, 32), dilated_layers=5, dilation_growth=3),
+    # CPU candidates of the second prior (docs/model-card.md): seven levels whose widths grow as the
+    # frames halve (a 5x3 layer costs about the same at every level), few dilated layers at full
+    # resolution and more below; the three coarsest levels (44, 22 and 11 frames of a 2^16 window:
+    # 68-270 ms each) add long context in time, by self-attention along time or by time-dilated
+    # convolutions. Both cost under half of small-shallow per evaluation.
+    "cpu-attn": UNetConfig(
+        channels=(8, 12, 16, 24, 32, 48, 64),
+        level_layers=(2, 2, 3, 3, 4, 4, 5),
+        dilation_growth=3,
+        time_mixer="attention",
+        time_levels=3,
+    ),
+    "cpu-dilated": UNetConfig(
+        channels=(8, 12, 16, 24, 32, 48, 64),
+        level_layers=(2, 2, 3, 3, 4, 4, 5),
+        dilation_growth=3,
+        time_mixer="dilated",
+        time_levels=3,
+    ),
     # Tiny random network for tests and smoke runs.
     "debug": UNetConfig(
         channels=(4, 4, 8, 8),
@@ -128,6 +193,10 @@ PRESETS: dict[str, UNetConfig] = {
         freq_features=4,
     ),
 }
+# ... and the same with attention along time at its two coarsest levels (tests of the cpu-* code path).
+PRESETS["debug-attn"] = UNetConfig(
+    **{**PRESETS["debug"].to_dict(), "time_mixer": "attention", "time_levels": 2, "attention_heads": 2}
+)
 
 
 def resolve_config(preset_or_config: str | UNetConfig) -> UNetConfig:
@@ -386,13 +455,15 @@ class DilatedLayer(nn.Module):
 class ResidualBlock(nn.Module):
     """FiLM scale -> GELU -> 1x1 conv -> dilated layers, plus a (1x1-projected) residual, / sqrt(2)."""
 
-    def __init__(self, config: UNetConfig, channels_in: int, channels_out: int) -> None:
+    def __init__(
+        self, config: UNetConfig, channels_in: int, channels_out: int, dilations: tuple[int, ...]
+    ) -> None:
         super().__init__()
         self.film = Film(config.noise_mlp[-1], channels_in)
         self.res_conv = None
         if channels_in != channels_out:
             self.res_conv = nn.Conv2d(channels_in, channels_out, 1, bias=False)
-        self.H = nn.ModuleList(DilatedLayer(channels_out, config.kernel_size, d) for d in config.dilations)
+        self.H = nn.ModuleList(DilatedLayer(channels_out, config.kernel_size, d) for d in dilations)
         self.first_conv = nn.Sequential(nn.GELU(), nn.Conv2d(channels_in, channels_out, 1, bias=False))
 
     def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
@@ -448,17 +519,28 @@ class CQTUNet(nn.Module):
         self.init_conv = nn.Conv2d(2 + 2 * config.freq_features, channels[0], config.kernel_size, bias=False)
         self.downs = nn.ModuleList()
         for i in range(levels):
-            modules = [ResidualBlock(config, channels[max(i - 1, 0)], channels[i])]
+            modules = [ResidualBlock(config, channels[max(i - 1, 0)], channels[i], config.level_dilations(i))]
             if i < levels - 1:
                 modules += [TimeResample(up=False), CombinerDown(channels[i])]
             self.downs.append(nn.ModuleList(modules))
-        self.middle = nn.ModuleList([nn.ModuleList([ResidualBlock(config, channels[-1], channels[-1])])])
+        middle = ResidualBlock(config, channels[-1], channels[-1], config.level_dilations(levels - 1))
+        self.middle = nn.ModuleList([nn.ModuleList([middle])])
         self.ups = nn.ModuleList()
         for i in reversed(range(levels)):
-            modules = [ResidualBlock(config, 2 * channels[i], channels[max(i - 1, 0)])]
+            modules = [
+                ResidualBlock(config, 2 * channels[i], channels[max(i - 1, 0)], config.level_dilations(i))
+            ]
             if i > 0:
                 modules += [TimeResample(up=True), CombinerUp(channels[i - 1])]
             self.ups.append(nn.ModuleList(modules))
+        # Time mixers after the coarse levels' blocks (keys only where there is one: old layouts keep theirs).
+        mixer = lambda width: build_mixer(  # noqa: E731
+            config.time_mixer, width, config.attention_heads, config.time_dilations
+        )
+        coarse = [i for i in range(levels) if config.has_mixer(i)]
+        self.time_down = nn.ModuleDict({str(i): mixer(channels[i]) for i in coarse})
+        self.time_middle = mixer(channels[-1]) if coarse else None
+        self.time_up = nn.ModuleDict({str(i): mixer(channels[max(i - 1, 0)]) for i in coarse})
         self.min_length = min_length(config)
         self.checkpoint_blocks = False  # recompute each block in backward: less memory, ~1/3 more time
         self._transforms: OrderedDict[int, CQT] = OrderedDict()  # not submodules: no state-dict entries
@@ -502,18 +584,24 @@ class CQTUNet(nn.Module):
         if self.config.freq_features:
             x = x.add_(self.freq_encoding.input_bias(weight))
         skips = []
-        for modules in self.downs:
+        for level, modules in enumerate(self.downs):
             x = self._block(modules[0], x, embedding)
+            if str(level) in self.time_down:
+                x = self.time_down[str(level)](x)
             skips.append(x)
             if len(modules) > 1:
                 _, downsample, combiner = modules
                 pyramid = downsample(pyramid)
                 x = combiner(pyramid, downsample(x))
         x = self._block(self.middle[0][0], x, embedding)
+        if self.time_middle is not None:
+            x = self.time_middle(x)
         pyramid, combiner = None, None
-        for modules in self.ups:
+        for level, modules in zip(reversed(range(len(self.ups))), self.ups, strict=True):
             skip = skips.pop()
             x = self._block(modules[0], torch.cat([x[..., : skip.shape[-1]], skip], dim=1), embedding)
+            if str(level) in self.time_up:
+                x = self.time_up[str(level)](x)
             if len(modules) > 1:  # the last level reuses the previous level's combiner, as the reference does
                 combiner = modules[2]
             pyramid = combiner(pyramid, x)
@@ -566,19 +654,29 @@ def flops_per_window(config: str | UNetConfig, length: int = 65536) -> int:
     macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     macs += rows * (2 * taps * frames[0] + 2 * cfg.freq_features * cfg.kernel_size[0]) * channels[0]
 
-    def block(c_in: int, c_out: int, t: int) -> int:
+    def block(c_in: int, c_out: int, t: int, level: int) -> int:
         projections = 2 if c_in != c_out else 1  # first 1x1 conv, plus the residual 1x1 conv
-        return width * c_in + rows * t * (projections * c_in * c_out + cfg.dilated_layers * taps * c_out**2)
+        layers = cfg.layers_per_level[level]
+        return width * c_in + rows * t * (projections * c_in * c_out + layers * taps * c_out**2)
+
+    def mixer(c: int, t: int, level: int) -> int:
+        if not cfg.has_mixer(level):
+            return 0
+        if cfg.time_mixer == "attention":
+            return rows * t * (4 * c**2 + 2 * t * c)
+        return rows * t * len(cfg.time_dilations) * 3 * c**2
 
     down_taps, up_taps = sinc_resample_kernel(2, 1).shape[-1], sinc_resample_kernel(1, 2).numel()
     for i in range(cfg.levels):
-        macs += block(channels[max(i - 1, 0)], channels[i], frames[i])
+        macs += block(channels[max(i - 1, 0)], channels[i], frames[i], i) + mixer(channels[i], frames[i], i)
         if i < cfg.levels - 1:  # resample features and pyramid, then the 2 -> C combiner
             macs += rows * frames[i + 1] * ((channels[i] + 2) * down_taps + 2 * channels[i])
-    macs += block(channels[-1], channels[-1], frames[-1])
+    macs += block(channels[-1], channels[-1], frames[-1], cfg.levels - 1)
+    macs += mixer(channels[-1], frames[-1], cfg.levels - 1)
     for i in reversed(range(cfg.levels)):
         c_out = channels[max(i - 1, 0)]
-        macs += block(2 * channels[i], c_out, frames[i]) + rows * frames[i] * 2 * c_out
+        macs += block(2 * channels[i], c_out, frames[i], i) + rows * frames[i] * 2 * c_out
+        macs += mixer(c_out, frames[i], i)
         if i > 0:
             macs += rows * frames[i] * (c_out + 2) * up_taps
     return 2 * macs
