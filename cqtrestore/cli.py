@@ -35,7 +35,9 @@ def version() -> None:
 def train(
     data_dir: Path = typer.Argument(..., help="Folder of training audio (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoint, EMA weights, logs."),
-    preset: str = typer.Option("small", help="Network preset: paper, small, small-wide, debug."),
+    preset: str = typer.Option(
+        "small", help="Network preset: paper, small, small-shallow, cpu-attn, cpu-dilated, debug."
+    ),
     steps: int = typer.Option(100_000, help="Total optimiser steps (a resumed run continues to this)."),
     batch_size: int = typer.Option(4, help="Crops per step."),
     segment: int = typer.Option(65536, help="Crop length in samples at the model rate."),
@@ -44,6 +46,9 @@ def train(
     ema: float = typer.Option(0.9999, help="EMA decay of the exported weights."),
     valid_dir: Path | None = typer.Option(
         None, help="Separate validation folder (else a held-out fraction)."
+    ),
+    heldout_dir: Path | None = typer.Option(
+        None, help="A second validation folder (e.g. a timbre never trained on), logged as 'heldout'."
     ),
     valid_fraction: float = typer.Option(0.05, help="Fraction of the audio held out for validation."),
     valid_crops: int = typer.Option(16, help="Fixed validation crops (loss at 8 noise levels each save)."),
@@ -63,6 +68,10 @@ def train(
     edge_taper: int = typer.Option(
         0, help="Samples of raised-cosine fade at both ends of every crop (0: none; use with spectral)."
     ),
+    augment: bool = typer.Option(
+        False, "--augment", help="Random microphone response, EQ tilt and room on every training crop."
+    ),
+    gain_db: float = typer.Option(3.0, help="Random level change of every crop, ± this many dB."),
     sigma_min: float = typer.Option(1e-6, help="Lowest training noise level."),
     sigma_max: float = typer.Option(10.0, help="Highest training noise level."),
     rho: float = typer.Option(10.0, help="ρ of the rho noise-level distribution."),
@@ -107,6 +116,8 @@ def train(
             sigma_distribution=sigma_distribution,
             precondition=precondition,
             edge_taper=edge_taper,
+            augment=augment,
+            gain_db=gain_db,
             sigma_min=sigma_min,
             sigma_max=sigma_max,
             rho=rho,
@@ -132,14 +143,17 @@ def train(
             )
         elif "loss" in record:
             err.print(f"step {record['step']:>7}  loss {record['loss']:.4f}  {record['it_per_s']:.2f} it/s")
-        elif "valid" in record:
+        elif "valid" in record or "heldout" in record:
+            split = "valid" if "valid" in record else "heldout"
             err.print(
-                f"step {record['step']:>7}  valid "
-                + "  ".join(f"{k}:{v:.3f}" for k, v in record["valid"].items())
+                f"step {record['step']:>7}  {split} "
+                + "  ".join(f"{k}:{v:.3f}" for k, v in record[split].items())
             )
 
     try:
-        path = run_training(config, data_dir, out, resume=resume, on_log=show, valid_dir=valid_dir)
+        path = run_training(
+            config, data_dir, out, resume=resume, on_log=show, valid_dir=valid_dir, heldout_dir=heldout_dir
+        )
     except (DataError, TrainError, FileExistsError) as error:
         raise fail(str(error)) from None
     if torch.distributed.is_initialized():  # under torchrun: every rank got here, only rank 0 reports

@@ -14,6 +14,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from cqtrestore.augment import Augmentation, augment_crop
 from cqtrestore.metrics import power_spectrum
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
@@ -87,7 +88,8 @@ def read_mono(path: Path, start: int, frames: int) -> np.ndarray:
 
 
 class RandomCrops:
-    """Random crops at the model rate; near-silent ones redrawn; random gain and polarity."""
+    """Random crops at the model rate; near-silent ones redrawn; random gain and polarity; with
+    ``augment``, a random microphone and room too (``cqtrestore.augment``)."""
 
     def __init__(
         self,
@@ -98,32 +100,42 @@ class RandomCrops:
         gain_db: float = 3.0,
         silence_rms: float = 1e-3,
         attempts: int = 20,
+        augment: Augmentation | None = None,
     ) -> None:
         if not files:
             raise DataError("no audio files to crop from")
         self.files, self.segment, self.sample_rate = files, segment, sample_rate
+        self.augment = augment
+        self.preroll = augment.preroll(sample_rate) if augment is not None else 0
         self.seed, self.gain_db, self.silence_rms, self.attempts = seed, gain_db, silence_rms, attempts
         weights = np.array([f.seconds for f in files])
         self.weights = weights / weights.sum()
 
     def _read(self, file: AudioFile, rng: np.random.Generator) -> np.ndarray:
+        """``preroll + segment`` samples at the model rate (the preroll zero where the file starts)."""
         native = math.ceil(self.segment * file.sample_rate / self.sample_rate)
         start = int(rng.integers(0, max(file.frames - native, 0) + 1))
-        audio = read_mono(file.path, start, native)
+        before = math.ceil(self.preroll * file.sample_rate / self.sample_rate)
+        audio = read_mono(file.path, start - min(before, start), native + min(before, start))
+        audio = np.pad(audio, (before - min(before, start), 0))
         if file.sample_rate != self.sample_rate:
             import resampy
 
             audio = resampy.resample(audio, file.sample_rate, self.sample_rate, axis=0)
-        return np.pad(audio, (0, max(0, self.segment - len(audio))))[: self.segment]
+        audio = audio[max(round(before * self.sample_rate / file.sample_rate) - self.preroll, 0) :]
+        length = self.preroll + self.segment
+        return np.pad(audio, (0, max(0, length - len(audio))))[:length]
 
     def crop(self, step: int, index: int) -> np.ndarray:
         """Crop ``index`` of batch ``step`` (deterministic from the seed)."""
         rng = np.random.default_rng([self.seed, step, index])
         for _ in range(self.attempts):
             audio = self._read(self.files[rng.choice(len(self.files), p=self.weights)], rng)
-            if np.sqrt(np.mean(audio**2)) >= self.silence_rms:
+            if np.sqrt(np.mean(audio[self.preroll :] ** 2)) >= self.silence_rms:
                 break
         gain = 10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20) * rng.choice([-1.0, 1.0])
+        if self.augment is not None:
+            audio = augment_crop(audio, self.preroll, self.sample_rate, self.augment, rng)
         return (audio * gain).astype(np.float32)
 
     def batch(self, step: int, size: int, offset: int = 0) -> torch.Tensor:

@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 import torch.distributed as dist
 
+from cqtrestore.augment import Augmentation
 from cqtrestore.checkpoints import atomic_write, save_weights
 from cqtrestore.data import RandomCrops, crop_batches, estimate_spectrum, fixed_crops, scan_audio, split_files
 from cqtrestore.diffusion import SIGMA_DATA, Denoiser, SamplerOptions, sample_heun, training_sigmas
@@ -61,6 +62,7 @@ class TrainConfig:
     precondition: str = "scalar"  # "spectral": σ_data² -> the training data's power spectrum P(f)
     edge_taper: int = 0  # samples of raised-cosine fade-in/out on every crop (0: none)
     gain_db: float = 3.0
+    augment: bool = False  # random microphone and room on every training crop (cqtrestore.augment)
     seed: int = 0
     valid_fraction: float = 0.05
     valid_crops: int = 16
@@ -316,8 +318,11 @@ def train(
     resume: bool = False,
     on_log: LogFn | None = None,
     valid_dir: str | Path | None = None,
+    heldout_dir: str | Path | None = None,
 ) -> Path:
-    """Train a network on the audio under ``data_dir``; returns the checkpoint path in ``out_dir``."""
+    """Train a network on the audio under ``data_dir``; returns the checkpoint path in ``out_dir``.
+
+    ``heldout_dir``: a second validation set (say, a timbre never trained on), logged as "heldout"."""
     out_dir = Path(out_dir)
     checkpoint_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
     ranks = start_ranks(config)
@@ -333,12 +338,20 @@ def train(
         train_files, valid_files = files, scan_audio(valid_dir)[0]
     else:
         train_files, valid_files = split_files(files, config.valid_fraction, config.seed)
-    crops = RandomCrops(train_files, config.segment, net_config.sample_rate, config.seed, config.gain_db)
+    augment = Augmentation() if config.augment else None
+    crops = RandomCrops(
+        train_files, config.segment, net_config.sample_rate, config.seed, config.gain_db, augment=augment
+    )
     valid = fixed_crops(
         valid_files or train_files, config.segment, net_config.sample_rate, config.valid_crops, config.seed
     )
     taper = edge_taper(config.segment, config.edge_taper)
     valid = valid * taper
+    heldout = None
+    if heldout_dir is not None:
+        heldout_files = scan_audio(heldout_dir)[0]
+        rate, count = net_config.sample_rate, config.valid_crops
+        heldout = fixed_crops(heldout_files, config.segment, rate, count, config.seed) * taper
 
     # Model, EMA copy, optimizer; continue from the checkpoint when resuming.
     torch.manual_seed(config.seed)
@@ -392,6 +405,8 @@ def train(
             }
         )
         log({"step": 0, "valid": validation_loss(ema_denoiser, valid, config)})
+        if heldout is not None:
+            log({"step": 0, "heldout": validation_loss(ema_denoiser, heldout, config)})
     sums, counts, losses, tic = np.zeros(LOSS_BINS), np.zeros(LOSS_BINS), [], time.perf_counter()
     for step, x in zip(range(start, config.steps), batches, strict=True):
         # One step: this rank's share of the crops, σ and noise; weighted denoising loss (DDP averages the
@@ -435,6 +450,8 @@ def train(
         if ranks.main and (done % config.save_every == 0 or done == config.steps):
             ema.eval()
             log({"step": done, "valid": validation_loss(ema_denoiser, valid, config)})
+            if heldout is not None:
+                log({"step": done, "heldout": validation_loss(ema_denoiser, heldout, config)})
             save_checkpoint(checkpoint_path, done, config, net, ema, optimizer, spectrum)
             save_weights(
                 out_dir / "ema.safetensors",

@@ -217,3 +217,23 @@ def test_edge_taper_fades_both_ends_and_removes_the_wrap_jump():
     assert top(tone * gains) < 1e-4 * top(tone)
     with pytest.raises(ValueError, match="edge_taper"):
         TrainConfig(segment=4096, edge_taper=2000)
+
+
+def test_augmented_attention_run_resumes_exactly_and_logs_its_heldout_split(tones, tmp_path):
+    config = dict(CONFIG, preset="debug-attn", precondition="spectral", augment=True, edge_taper=64)
+    heldout = tmp_path / "heldout"
+    heldout.mkdir()
+    for name in ("tone0.flac", "tone1.flac"):
+        (heldout / name).write_bytes((tones / name).read_bytes())
+    train(TrainConfig(steps=10, **config), tones, tmp_path / "whole", heldout_dir=heldout)
+    train(TrainConfig(steps=5, **config), tones, tmp_path / "split", heldout_dir=heldout)
+    train(TrainConfig(steps=10, **config), tones, tmp_path / "split", resume=True, heldout_dir=heldout)
+    assert losses(tmp_path / "split" / "log.jsonl") == losses(tmp_path / "whole" / "log.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    held = [r for r in records if "heldout" in r]
+    assert [r["step"] for r in held] == [0, 10] and set(held[0]["heldout"]) == set(records[1]["valid"])
+    state = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    assert any(key.startswith("time_down.") for key in state["model"])  # the mixers were trained
+    plain = dict(config, augment=False)
+    train(TrainConfig(steps=5, **plain), tones, tmp_path / "plain")
+    assert losses(tmp_path / "plain" / "log.jsonl") != losses(tmp_path / "split" / "log.jsonl")[:1]
