@@ -1,7 +1,9 @@
-"""EDM parameterisation, training loss and the stochastic Heun sampler (paper §2.1, eq. 5–6).
+"""EDM parameterisation, training loss and the samplers (paper §2.1, eq. 5–6).
 
-The sampler is a plain function of a denoiser ``D(x, sigma)`` and knows nothing about tasks:
-conditioning (data consistency, reconstruction guidance) wraps the denoiser instead.
+Two solvers of the probability-flow ODE, each a plain function of a denoiser ``D(x, sigma)`` that knows
+nothing about tasks (conditioning wraps the denoiser instead): the stochastic 2nd-order Heun sampler
+(Karras et al. Algorithm 2; 2T − 1 evaluations) and DPM-Solver++(2M) (Lu et al. 2022; a multistep
+2nd-order solver in log-σ, one evaluation per step), both with Algorithm 2's churn.
 """
 
 from __future__ import annotations
@@ -231,9 +233,12 @@ def karras_schedule(
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
+SOLVERS = ("heun", "dpmpp2m")
+
+
 @dataclass(frozen=True)
 class SamplerOptions:
-    """The sampling settings: T steps of the ρ schedule over [σ_min, σ_max] and Algorithm 2's churn."""
+    """The sampling settings: a solver, T steps of the ρ schedule over [σ_min, σ_max], Algorithm 2's churn."""
 
     steps: int = 35
     sigma_min: float = 1e-4
@@ -243,8 +248,11 @@ class SamplerOptions:
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
+    solver: str = "heun"  # "heun" (Algorithm 2) or "dpmpp2m" (DPM-Solver++(2M))
 
     def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}: use one of {', '.join(SOLVERS)}")
         if isinstance(self.steps, bool) or int(self.steps) != self.steps or not 2 <= self.steps <= 10_000:
             raise ValueError(f"steps must be an integer from 2 to 10000, got {self.steps!r}")
         if not (math.isfinite(self.sigma_min) and math.isfinite(self.sigma_max)):
@@ -262,13 +270,18 @@ class SamplerOptions:
         return karras_schedule(self.steps, self.sigma_min, self.sigma_max, self.rho)
 
     def churn(self) -> dict[str, float]:
-        """Keyword arguments of ``sample_heun``'s stochasticity."""
+        """Keyword arguments of the samplers' stochasticity."""
         return {
             "s_churn": self.s_churn,
             "s_tmin": self.s_tmin,
             "s_tmax": self.s_tmax,
             "s_noise": self.s_noise,
         }
+
+    @property
+    def evaluations(self) -> int:
+        """Denoiser calls of one run: 2T − 1 for Heun (no correction at σ = 0), T for DPM-Solver++(2M)."""
+        return 2 * self.steps - 1 if self.solver == "heun" else self.steps
 
 
 StepCallback = Callable[[int, Tensor, Tensor, float], None]
@@ -301,17 +314,16 @@ def sample_heun(
     """Stochastic 2nd-order sampler (Karras et al. Algorithm 2); ``noise`` is x_0 ~ N(0, σ_0² I).
 
     ``generator``: one for the batch, or one per item (see ``noise_like``)."""
-    steps = len(sigmas) - 1
+    steps, churn = (
+        len(sigmas) - 1,
+        {"s_churn": s_churn, "s_tmin": s_tmin, "s_tmax": s_tmax, "s_noise": s_noise},
+    )
     x = noise
     for i in range(steps):
         t_i, t_next = float(sigmas[i]), float(sigmas[i + 1])
-        # γ_i = min(S_churn/N, √2 − 1) if t_i ∈ [S_tmin, S_tmax] else 0
-        gamma = min(s_churn / steps, math.sqrt(2) - 1) if s_tmin <= t_i <= s_tmax else 0.0
-        # Sample ε ~ N(0, S_noise² I); t̂_i = t_i + γ_i t_i; x̂_i = x_i + √(t̂_i² − t_i²) ε
-        t_hat = t_i + gamma * t_i
-        if gamma > 0:
-            eps = noise_like(x, generator) * s_noise
-            x = x + math.sqrt(t_hat**2 - t_i**2) * eps
+        # γ_i = min(S_churn/N, √2 − 1) if t_i ∈ [S_tmin, S_tmax] else 0; sample ε ~ N(0, S_noise² I);
+        # t̂_i = t_i + γ_i t_i; x̂_i = x_i + √(t̂_i² − t_i²) ε
+        x, t_hat = churned(x, t_i, steps, churn, generator)
         # d_i = (x̂_i − D(x̂_i; t̂_i)) / t̂_i; Euler step x_{i+1} = x̂_i + (t_{i+1} − t̂_i) d_i
         denoised = denoiser(x, x.new_tensor(t_hat))
         d = (x - denoised) / t_hat
@@ -324,6 +336,79 @@ def sample_heun(
         if callback is not None:
             callback(i, x, denoised, t_hat)
     return x
+
+
+def churned(
+    x: Tensor, t_i: float, steps: int, churn: dict[str, float], generator: Generators
+) -> tuple[Tensor, float]:
+    """Algorithm 2's noise increase: t̂ = t + γt with γ = min(S_churn/N, √2 − 1) inside [S_tmin, S_tmax],
+    x̂ = x + √(t̂² − t²)·ε, ε ~ N(0, S_noise² I)."""
+    inside = churn["s_tmin"] <= t_i <= churn["s_tmax"]
+    gamma = min(churn["s_churn"] / steps, math.sqrt(2) - 1) if inside else 0.0
+    t_hat = t_i + gamma * t_i
+    if gamma > 0:
+        x = x + math.sqrt(t_hat**2 - t_i**2) * (noise_like(x, generator) * churn["s_noise"])
+    return x, t_hat
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(
+    denoiser: DenoiserFn,
+    noise: Tensor,
+    sigmas: Tensor,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    generator: Generators = None,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) in EDM's σ: one denoiser call per step.
+
+    With λ = −ln σ and h_i = λ_{i+1} − λ̂_i, the step is x_{i+1} = (σ_{i+1}/σ̂_i)·x̂_i + (1 − σ_{i+1}/σ̂_i)·D̃,
+    where D̃ = D_i for the first and the last step and otherwise the 2nd-order extrapolation
+    D̃ = (1 + 1/(2r))·D_i − 1/(2r)·D_{i−1}, r = h_{i−1}/h_i. Churn (as in Algorithm 2) raises σ_i to σ̂_i first.
+    """
+    steps, churn = (
+        len(sigmas) - 1,
+        {"s_churn": s_churn, "s_tmin": s_tmin, "s_tmax": s_tmax, "s_noise": s_noise},
+    )
+    x, previous = noise, None  # previous: (D_{i-1}, σ̂_{i-1})
+    for i in range(steps):
+        t_i, t_next = float(sigmas[i]), float(sigmas[i + 1])
+        # Churn: x̂_i at σ̂_i (as Algorithm 2; none when S_churn = 0).
+        x, t_hat = churned(x, t_i, steps, churn, generator)
+        # D_i = D(x̂_i; σ̂_i); the last step (σ_{i+1} = 0) lands on it.
+        denoised = denoiser(x, x.new_tensor(t_hat))
+        if t_next == 0:
+            x_next = denoised
+        else:
+            h = math.log(t_hat / t_next)
+            estimate = denoised
+            if previous is not None and previous[1] > t_hat:
+                # 2nd order: D̃ = D_i + (D_i − D_{i−1})/(2r), r = h_{i−1}/h_i (λ between the evaluations).
+                r = math.log(previous[1] / t_hat) / h
+                estimate = denoised + (denoised - previous[0]) / (2 * r)
+            ratio = t_next / t_hat
+            x_next = ratio * x + (1 - ratio) * estimate
+            previous = (denoised, t_hat)
+        x = x_next
+        if callback is not None:
+            callback(i, x, denoised, t_hat)
+    return x
+
+
+def run_sampler(
+    denoiser: DenoiserFn,
+    x: Tensor,
+    options: SamplerOptions,
+    generator: Generators = None,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """The solver ``options`` names, over its schedule, from x ~ σ_0-noisy (pure noise, or a warm start)."""
+    solve = sample_heun if options.solver == "heun" else sample_dpmpp_2m
+    sigmas = options.sigmas().to(x.device)
+    return solve(denoiser, x, sigmas, generator=generator, callback=callback, **options.churn())
 
 
 def sample(
