@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +18,10 @@ import torch
 
 from cqtrestore import audio, detect, units
 from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
-from cqtrestore.diffusion import SamplerOptions
-from cqtrestore.guidance import GuidanceOptions, default_guidance
 from cqtrestore.metrics import lsd, si_sdr
 from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator
 from cqtrestore.pipeline import WINDOW, FileReport, Progress, RestoreOptions, Restorer, gap_ranges
+from cqtrestore.quality import DEFAULT_QUALITY, resolve
 
 MODEL_RATE = 22050  # every bundled prior runs at 22.05 kHz
 Say = Callable[[str], None]
@@ -136,22 +135,26 @@ def restore_options(
     operator: Operator,
     mode: str | None = None,
     xi: float = 0.35,
-    steps: int = 35,
+    steps: int | None = None,
     seed: int = 0,
     batch_size: int | None = None,
     overlap_s: float = 0.37,
     device: str = "auto",
+    quality: str = DEFAULT_QUALITY,
 ) -> RestoreOptions:
-    """Validated options; ``mode`` None takes the paper's choice for the operator."""
+    """Validated options: the ``quality`` preset for the operator (``cqtrestore.quality``), with ``mode``
+    and ``steps`` overriding its guidance mode and step count where given."""
     device = pick_device(device)
-    guidance = GuidanceOptions(mode, xi) if mode else default_guidance(operator, xi)
+    plan = resolve(quality, operator, xi)
+    guidance = replace(plan.guidance, mode=mode) if mode else plan.guidance
     if "dc" in guidance.mode.split("+") and not operator.has_projection:
         raise ValueError(f"{operator.describe()} has no data-consistency step: use --mode rg")
     if not 0 <= overlap_s <= WINDOW / 2 / MODEL_RATE:
         raise ValueError(f"overlap must lie between 0 and {WINDOW / 2 / MODEL_RATE:.2f} s, got {overlap_s}")
     return RestoreOptions(
         guidance=guidance,
-        sampler=SamplerOptions(steps=steps),
+        sampler=plan.sampler if steps is None else replace(plan.sampler, steps=steps),
+        warm_start=plan.warm_start,
         seed=seed,
         batch_size=batch_size
         if batch_size is not None
@@ -300,6 +303,7 @@ def _summary(job: Job, report: FileReport, seconds: float) -> str:
     return (
         f"wrote {job.output}: {report.operator}; {report.guidance.mode}"
         f"{f' xi={report.guidance.xi:g}' if 'rg' in report.guidance.mode else ''}; "
+        f"{report.describe_sampler()}; "
         f"{report.windows_restored}/{report.windows} windows restored in {seconds:.1f} s"
         + (f"; {report.clipped_samples} samples clipped to full scale" if report.clipped_samples else "")
     )

@@ -209,6 +209,7 @@ def _bad_inputs(tmp_path):
             "--mode rg",
         ),
         "bad mode": (["bwe", good, "--cutoff", "3k", "--mode", "xx"], "mode"),
+        "bad quality": (["bwe", good, "--cutoff", "3k", "--quality", "ultra"], "fast, balanced, best"),
         "not clipped": (["declip", good], "does not look clipped"),
         "cuda absent": (["bwe", good, "--cutoff", "3k", "--device", "cuda"], "CUDA"),
     }
@@ -218,7 +219,8 @@ CASES = [
     "missing file", "directory", "empty file", "not audio", "truncated header", "zero samples", "nan samples",
     "output is input", "unwritable folder", "missing folder", "output exists", "gap outside file",
     "gaps overlap", "empty gap", "gap too long", "cutoff zero", "cutoff at nyquist", "cutoff junk",
-    "unknown checkpoint", "corrupt checkpoint", "dc for a chain", "bad mode", "not clipped", "cuda absent",
+    "unknown checkpoint", "corrupt checkpoint", "dc for a chain", "bad mode", "bad quality", "not clipped",
+    "cuda absent",
 ]  # fmt: skip
 
 
@@ -303,3 +305,21 @@ def test_eval_command_writes_the_table_and_resumes(tmp_path):
     assert again.exit_code == 0 and "0 items scored" in again.output
     bad = CliRunner().invoke(app, [*args[:2], "--task", "denoise", "--checkpoint", "debug"])
     assert bad.exit_code == 2 and bad.output.startswith("error:")
+
+
+@pytest.mark.parametrize(
+    ("quality", "expected"),
+    [
+        ("fast", "dpmpp2m, 6 steps from the classical estimate at σ 0.3"),
+        ("best", "heun, 35 steps from noise"),
+    ],
+)
+def test_quality_presets_reach_the_sampler_and_are_reported(tmp_path, quality, expected):
+    source = tmp_path / "in.wav"
+    sf.write(source, piano_like(3.0, 22050), 22050)
+    result = run("bwe", str(source), "--cutoff", "3k", "--quality", quality, "--checkpoint", "debug")
+    assert result.exit_code == 0, result.output
+    assert expected in result.output
+    again = run("bwe", str(source), "--cutoff", "3k", "--quality", quality, "--steps", "3", "--force",
+                "--checkpoint", "debug")  # fmt: skip
+    assert again.exit_code == 0 and (expected.split(",")[0] + ", 3 steps") in again.output

@@ -151,3 +151,29 @@ def test_default_guidance_follows_the_paper_per_task():
     assert default_guidance(Clip(0.1), xi=0.5) == GuidanceOptions("dc+rg", 0.5)  # consistent declipping
     assert default_guidance(Compose(Clip(0.1), LowPass(3000, 22050))).mode == "rg"
     assert default_guidance(Compose(Gap([(0.1, 0.2)], 22050), LowPass(3000, 22050))).mode == "rg"
+
+
+def test_guidance_below_its_lowest_sigma_is_the_projection_alone_with_no_gradient():
+    prior = GaussianPrior(LENGTH)
+    x = prior.draw(2, torch.Generator().manual_seed(2))
+    y, backward_calls = GAP(x), []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x, sigma):
+            out = prior.denoiser(x, sigma)
+            if out.requires_grad:
+                out.register_hook(lambda grad: backward_calls.append(1))
+            return out
+
+    guided = guided_denoiser(Counting(), GAP, y, GuidanceOptions("dc+rg", 0.35, rg_sigma_min=0.1))
+    plain = guided_denoiser(Counting(), GAP, y, GuidanceOptions("dc+rg", 0.35))
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype)
+    below = guided(noisy, torch.tensor(0.05))
+    assert backward_calls == []  # no backward pass at σ 0.05 < 0.1
+    torch.testing.assert_close(below, GAP.project(prior.denoiser(noisy, 0.05), y))
+    torch.testing.assert_close(guided(noisy, torch.tensor(0.2)), plain(noisy, torch.tensor(0.2)))
+    assert len(backward_calls) == 2  # above it: the full RG step, as without a threshold
+    rg_only = guided_denoiser(Counting(), GAP, y, GuidanceOptions("rg", 0.35, rg_sigma_min=0.1))
+    torch.testing.assert_close(rg_only(noisy, torch.tensor(0.05)), prior.denoiser(noisy, 0.05))
+    with pytest.raises(ValueError, match="rg_sigma_min"):
+        GuidanceOptions("rg", 0.35, rg_sigma_min=-1.0)

@@ -1,0 +1,92 @@
+"""Quality presets: what ``--quality fast|balanced|best`` means for each task (solver, steps, warm start,
+guidance), chosen from the quality-versus-evaluations curves of ``bench/sampler.py`` (docs/benchmarks.md).
+
+``best`` is the paper's sampler as the project ran it before the presets (stochastic Heun, T = 35,
+S_churn = 5, from noise at σ_max = 1): 69 evaluations. ``balanced`` (the default) and ``fast`` start
+from the classical estimate noised to a small σ₀ (``cqtrestore.warmstart``) and take few
+DPM-Solver++(2M) steps below it; reconstruction guidance, where the task uses it, runs only at the
+upper noise levels of that short schedule. Explicit options (``--steps``, ``--mode``, ...) override.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from cqtrestore.diffusion import SamplerOptions
+from cqtrestore.guidance import GuidanceOptions, default_guidance
+from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator, Stack
+from cqtrestore.warmstart import has_estimate
+
+QUALITIES = ("fast", "balanced", "best")
+DEFAULT_QUALITY = "balanced"
+TASKS = ("bwe", "inpaint", "declip", "composite")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a preset resolves to for one operator."""
+
+    sampler: SamplerOptions
+    guidance: GuidanceOptions
+    warm_start: bool  # start from the classical estimate noised to sampler.sigma_max
+
+    @property
+    def evaluations(self) -> int:
+        """Network evaluations per window (a reconstruction-guidance one costs about 2.5x a DC one)."""
+        return self.sampler.evaluations
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One task's entry of a preset: solver, steps, σ₀ (warm start; None: from noise at σ_max = 1), churn,
+    and the lowest σ at which reconstruction guidance still runs."""
+
+    solver: str
+    steps: int
+    sigma_start: float | None
+    s_churn: float = 0.0
+    rg_sigma_min: float = 0.0
+
+
+BEST = Setting("heun", 35, None, s_churn=5.0)
+PRESETS: dict[str, dict[str, Setting]] = {
+    "best": dict.fromkeys(TASKS, BEST),
+    "balanced": {
+        "bwe": Setting("dpmpp2m", 12, 0.3),
+        "inpaint": Setting("dpmpp2m", 10, 0.3, rg_sigma_min=0.03),
+        "declip": Setting("dpmpp2m", 8, 0.1, rg_sigma_min=0.01),
+        "composite": Setting("dpmpp2m", 12, None),
+    },
+    "fast": {
+        "bwe": Setting("dpmpp2m", 6, 0.3),
+        "inpaint": Setting("dpmpp2m", 6, 0.3, rg_sigma_min=0.05),
+        "declip": Setting("dpmpp2m", 5, 0.1, rg_sigma_min=0.02),
+        "composite": Setting("dpmpp2m", 8, None),
+    },
+}
+
+
+def task_of(operator: Operator) -> str:
+    """'bwe', 'inpaint' or 'declip' when every part of the operator is of that one kind, else 'composite'."""
+    parts = operator.operators if isinstance(operator, Compose | Stack) else (operator,)
+    flat = [p for part in parts for p in (part.operators if isinstance(part, Compose) else (part,))]
+    for task, kind in (("bwe", LowPass), ("inpaint", Gap), ("declip", Clip)):
+        if flat and all(isinstance(part, kind) for part in flat):
+            return task
+    return "composite"
+
+
+def resolve(quality: str, operator: Operator, xi: float = 0.35) -> Plan:
+    """The preset ``quality`` for ``operator``: its sampler, guidance and warm start."""
+    if quality not in QUALITIES:
+        raise ValueError(f"unknown quality {quality!r}: use one of {', '.join(QUALITIES)}")
+    setting = PRESETS[quality][task_of(operator)]
+    warm = setting.sigma_start is not None and has_estimate(operator)
+    sampler = SamplerOptions(
+        steps=setting.steps,
+        sigma_max=setting.sigma_start if warm else 1.0,
+        s_churn=setting.s_churn,
+        solver=setting.solver,
+    )
+    guidance = replace(default_guidance(operator, xi), rg_sigma_min=setting.rg_sigma_min)
+    return Plan(sampler, guidance, warm)
