@@ -4,7 +4,9 @@ The clipped signal is cut into overlapping Hann-windowed blocks. In each block t
 problem  min ‖Ax‖₀  s.t.  x ∈ Γ  is attacked by ADMM with hard thresholding at a sparsity k that grows
 by ``sparsity_step`` every ``grow_every`` iterations, where
 
-- A is a Parseval frame: the block zero-padded to ``redundancy`` times its length, unitary DFT;
+- A is a Parseval frame: the block zero-padded to ``redundancy`` times its length, unitary DFT (held
+  as the half spectrum of a real signal: every quantity below stays Hermitian, so rfft/irfft compute
+  the same iterations at half the cost; norms count each conjugate pair twice);
 - Γ is the clipping-consistent set: reliable samples equal the observation, samples clipped at +θ are
   ≥ θ (times the window), samples clipped at −θ are ≤ −θ (times the window).
 
@@ -45,14 +47,21 @@ class ASpadeOptions:
 
 
 def hard_threshold(coefficients: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Keep the k[b] largest-magnitude conjugate pairs of each row of a full real-signal spectrum."""
-    length = coefficients.shape[-1]
-    half = np.abs(coefficients[:, : length // 2 + 1])
+    """Keep the k[b] largest-magnitude bins of each row of a real signal's half spectrum (rfft layout:
+    each bin stands for a conjugate pair of the full spectrum)."""
+    half = np.abs(coefficients)
     ordered = -np.sort(-half, axis=-1)
     kth = np.take_along_axis(ordered, np.minimum(k, half.shape[-1])[:, None] - 1, axis=-1)
-    keep_half = half >= kth  # ties at the k-th magnitude are all kept
-    keep = np.concatenate([keep_half, keep_half[:, 1 : (length + 1) // 2][:, ::-1]], axis=-1)
-    return np.where(keep, coefficients, 0)
+    return np.where(half >= kth, coefficients, 0)  # ties at the k-th magnitude are all kept
+
+
+def pair_norm(spectrum: np.ndarray, padded: int) -> np.ndarray:
+    """Euclidean norm per row of the full spectrum whose rfft half is ``spectrum`` (``padded`` points)."""
+    weights = np.full(spectrum.shape[-1], 2.0)
+    weights[0] = 1.0
+    if padded % 2 == 0:
+        weights[-1] = 1.0
+    return np.sqrt(np.sum(weights * np.abs(spectrum) ** 2, axis=-1))
 
 
 def project_consistent(
@@ -76,13 +85,13 @@ def aspade_blocks(
     reliable = ~(upper | lower)
 
     def analysis(x: np.ndarray) -> np.ndarray:
-        return np.fft.fft(x, padded, axis=-1, norm="ortho")
+        return np.fft.rfft(x, padded, axis=-1, norm="ortho")
 
     def synthesis(z: np.ndarray) -> np.ndarray:
-        return np.fft.ifft(z, axis=-1, norm="ortho")[:, :length].real
+        return np.fft.irfft(z, padded, axis=-1, norm="ortho")[:, :length]
 
     x_hat = blocks.copy()
-    u = np.zeros((n_blocks, padded), dtype=complex)
+    u = np.zeros((n_blocks, padded // 2 + 1), dtype=complex)
     k = np.full(n_blocks, options.sparsity_step)
     active = upper.any(axis=1) | lower.any(axis=1)  # unclipped blocks are already consistent
     for iteration in range(1, options.max_iterations + 1):
@@ -95,7 +104,7 @@ def aspade_blocks(
         )
         residual = analysis(x_new) - z_bar
         x_hat[rows], u[rows] = x_new, u[rows] + residual
-        done = np.linalg.norm(residual, axis=-1) <= options.epsilon * threshold
+        done = pair_norm(residual, padded) <= options.epsilon * threshold
         active[rows[done]] = False
         if iteration % options.grow_every == 0:
             k[rows] += options.sparsity_step

@@ -158,7 +158,7 @@ class Restorer:
         ``warm_start``: begin from the classical estimate (where the operator has one)."""
         generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
         y = y.to(self.device, torch.float32)
-        start = classical_estimate(operator, y, generators) if warm_start and has_estimate(operator) else None
+        start = classical_estimate(operator, y) if warm_start and has_estimate(operator) else None
         return restore_segments(self.denoiser, operator, y, guidance, sampler, generators, start).cpu()
 
     def start(

@@ -2,9 +2,12 @@
 
     python scripts/bundle_weights.py            # before a session stops (see docs/model-card.md)
 
-runs/piano-spectral -> cqtrestore/weights/piano-small.safetensors (the default prior; scripts/train_piano.sh)
-Rewrites `sha256` and the step in `description` of that entry in checkpoints.toml. The earlier scalar
-priors (`piano-small-scalar`, `piano-small-deep`) are frozen: their runs ended.
+runs/prior2-cpu-attn -> cqtrestore/weights/prior2-attn.safetensors and runs/prior2-cpu-dilated ->
+prior2-dilated.safetensors (the second prior's candidates; scripts/train_prior2.sh), and
+runs/piano-spectral -> piano-small.safetensors (the default prior; scripts/train_piano.sh) where that run
+is on this machine. Rewrites `sha256` and the step in `description` of each entry in checkpoints.toml; a
+run that is not here is skipped (its committed weights stay). The earlier scalar priors
+(`piano-small-scalar`, `piano-small-deep`) are frozen: their runs ended.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from pathlib import Path
 from cqtrestore.train import export_run
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLES = {"piano-small": "runs/piano-spectral"}
+BUNDLES = {
+    "piano-small": "runs/piano-spectral",
+    "prior2-attn": "runs/prior2-cpu-attn",
+    "prior2-dilated": "runs/prior2-cpu-dilated",
+}
 
 
 def update_entry(toml: str, name: str, sha256: str, step: int) -> str:
@@ -33,6 +40,9 @@ def main() -> None:
     registry = ROOT / "checkpoints.toml"
     text = registry.read_text()
     for name, run in BUNDLES.items():
+        if not (ROOT / run / "checkpoint.pt").exists():
+            print(f"{name}: {run} is not on this machine; its committed weights stay")
+            continue
         out = ROOT / "cqtrestore" / "weights" / f"{name}.safetensors"
         metadata = export_run(ROOT / run, out, half=True)
         digest = hashlib.sha256(out.read_bytes()).hexdigest()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cqtrestore.aspade import ASpadeOptions, aspade_declip, hard_threshold, project_consistent
+from cqtrestore.aspade import ASpadeOptions, aspade_declip, hard_threshold, pair_norm, project_consistent
 from cqtrestore.metrics import si_sdr
 from cqtrestore.operators import Clip
 
@@ -45,11 +45,29 @@ def test_aspade_leaves_an_unclipped_signal_alone():
 
 def test_hard_threshold_keeps_the_k_largest_conjugate_pairs():
     rng = np.random.default_rng(0)
-    coefficients = np.fft.fft(rng.standard_normal((3, 16)), axis=-1)
+    coefficients = np.fft.rfft(rng.standard_normal((3, 16)), axis=-1)
     kept = hard_threshold(coefficients, np.array([1, 3, 9]))
-    for row, k in zip(kept, [1, 3, 9], strict=True):
-        assert np.count_nonzero(row[:9]) == k
-        np.testing.assert_allclose(np.fft.ifft(row).imag, 0, atol=1e-12)  # still a real signal's spectrum
+    for row, full, k in zip(kept, coefficients, [1, 3, 9], strict=True):
+        assert np.count_nonzero(row) == k
+        assert np.abs(full[row == 0]).max(initial=0) <= np.abs(full[row != 0]).min()
+
+
+def test_the_half_spectrum_iterations_equal_the_full_complex_ones():
+    """One ADMM iteration written with the full complex DFT (as in the papers) gives the same x̂ and u."""
+    rng = np.random.default_rng(1)
+    block, padded = 64, 128
+    x, u_full = rng.standard_normal((2, block)), np.zeros((2, padded), dtype=complex)
+    full = np.fft.fft(x, padded, axis=-1, norm="ortho") + u_full
+    half = np.abs(full[:, : padded // 2 + 1])
+    kth = -np.sort(-half, axis=-1)[:, 4:5]
+    keep = np.concatenate([half >= kth, (half >= kth)[:, 1 : padded // 2][:, ::-1]], axis=-1)
+    z_full = np.where(keep, full, 0)
+    z_half = hard_threshold(np.fft.rfft(x, padded, axis=-1, norm="ortho"), np.array([5, 5]))
+    np.testing.assert_allclose(z_half, z_full[:, : padded // 2 + 1], atol=1e-12)
+    np.testing.assert_allclose(
+        np.fft.irfft(z_half, padded, norm="ortho"), np.fft.ifft(z_full, norm="ortho").real, atol=1e-12
+    )
+    np.testing.assert_allclose(pair_norm(z_half, padded), np.linalg.norm(z_full, axis=-1))
 
 
 def test_projection_onto_the_consistent_set():
