@@ -50,13 +50,13 @@ def grid_plan(entry: str, operator) -> Plan:  # noqa: ANN001
     return Plan(sampler, guidance, warm)
 
 
-def plans_for(operator, grid: list[str], qualities: list[str]) -> dict[str, Plan]:  # noqa: ANN001
+def plans_for(operator, grid: list[str], qualities: list[str], default: bool = True) -> dict[str, Plan]:  # noqa: ANN001
     """Today's default, the presets (those equal to it named with it, not run twice), the grid entries."""
-    default = Plan(SamplerOptions(), default_guidance(operator), False)
-    plans = {"default": default}
+    old = Plan(SamplerOptions(), default_guidance(operator), False)
+    plans = {"default": old} if default else {}
     for quality in qualities:
         plan = resolve(quality, operator)
-        if plan == default:
+        if plan == old and default:
             plans[f"default = quality={quality}"] = plans.pop("default")
         else:
             plans[f"quality={quality}"] = plan
@@ -71,7 +71,13 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def run_task(
-    restorer: Restorer, name: str, clean: torch.Tensor, grid: list[str], qualities: list[str], seed: int
+    restorer: Restorer,
+    name: str,
+    clean: torch.Tensor,
+    grid: list[str],
+    qualities: list[str],
+    seed: int,
+    default: bool = True,
 ) -> dict:
     """Every plan on every segment of one task: per-plan summaries and the baselines'."""
     task, value = TASKS[name]
@@ -89,10 +95,10 @@ def run_task(
         rows[BASELINE[task]] += [dict(row, seconds=estimates[-1][1]) for row in scored]
     for label, plan_rows in rows.items():
         results[label] = {"summary": summarise(plan_rows)}
-    for label, plan in plans_for(operators[0], grid, qualities).items():
+    for label, plan in plans_for(operators[0], grid, qualities, default).items():
         plan_rows = []
         for index, (op, x, y) in enumerate(zip(operators, clean, observed, strict=True)):
-            plan = plans_for(op, grid, qualities)[label]
+            plan = plans_for(op, grid, qualities, default)[label]
             start, seconds = estimates[index] if plan.warm_start else (None, 0.0)
             generator = [torch.Generator().manual_seed(seed + index)]
             began = time.perf_counter()  # the window as Restorer.restore_windows restores it
@@ -151,6 +157,7 @@ def main() -> None:
         "--grid", nargs="*", default=[], help="extra settings SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN]"
     )
     parser.add_argument("--qualities", nargs="*", default=list(QUALITIES), choices=list(QUALITIES))
+    parser.add_argument("--skip-default", action="store_true", help="exploring: leave the old default out")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
@@ -171,7 +178,9 @@ def main() -> None:
         "tasks": {},
     }
     for name in args.tasks:
-        report["tasks"][name] = run_task(restorer, name, clean, args.grid, args.qualities, args.seed)
+        report["tasks"][name] = run_task(
+            restorer, name, clean, args.grid, args.qualities, args.seed, not args.skip_default
+        )
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
     print(markdown(report))

@@ -331,14 +331,16 @@ def restore(
     sample_rate: int,
     operator: Operator,
     checkpoint: str | None = None,
-    steps: int = 35,
+    steps: int | None = None,
     seed: int = 0,
     mode: str | None = None,
     xi: float = 0.35,
     device: str = "auto",
     batch_size: int | None = None,
+    quality: str = DEFAULT_QUALITY,
 ) -> np.ndarray:
-    """Restore audio (frames,) or (frames, channels) at ``sample_rate`` degraded by ``operator``."""
-    options = restore_options(operator, mode, xi, steps, seed, batch_size, device=device)
+    """Restore audio (frames,) or (frames, channels) at ``sample_rate`` degraded by ``operator``, with the
+    ``quality`` preset (``steps`` and ``mode`` override its own)."""
+    options = restore_options(operator, mode, xi, steps, seed, batch_size, device=device, quality=quality)
     restorer = load_restorer(checkpoint, options.device, lambda message: None)
     return restorer.restore(samples, sample_rate, operator, options)

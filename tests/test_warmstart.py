@@ -87,7 +87,8 @@ def test_presets_resolve_to_the_documented_settings():
     for quality in ("fast", "balanced"):
         for operator, task in ((lowpass, "bwe"), (gap, "inpaint"), (clip, "declip")):
             plan, setting = resolve(quality, operator), PRESETS[quality][task]
-            assert plan.warm_start and plan.sampler.sigma_max == setting.sigma_start
+            assert plan.warm_start == (setting.sigma_start is not None)
+            assert plan.sampler.sigma_max == (setting.sigma_start or 1.0)
             assert plan.sampler.solver == setting.solver and plan.sampler.steps == setting.steps
             assert plan.guidance.rg_sigma_min == setting.rg_sigma_min
             assert plan.evaluations < best.evaluations / 4
