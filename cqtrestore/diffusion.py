@@ -314,10 +314,8 @@ def sample_heun(
     """Stochastic 2nd-order sampler (Karras et al. Algorithm 2); ``noise`` is x_0 ~ N(0, σ_0² I).
 
     ``generator``: one for the batch, or one per item (see ``noise_like``)."""
-    steps, churn = (
-        len(sigmas) - 1,
-        {"s_churn": s_churn, "s_tmin": s_tmin, "s_tmax": s_tmax, "s_noise": s_noise},
-    )
+    steps = len(sigmas) - 1
+    churn = {"s_churn": s_churn, "s_tmin": s_tmin, "s_tmax": s_tmax, "s_noise": s_noise}
     x = noise
     for i in range(steps):
         t_i, t_next = float(sigmas[i]), float(sigmas[i + 1])
@@ -369,10 +367,8 @@ def sample_dpmpp_2m(
     where D̃ = D_i for the first and the last step and otherwise the 2nd-order extrapolation
     D̃ = (1 + 1/(2r))·D_i − 1/(2r)·D_{i−1}, r = h_{i−1}/h_i. Churn (as in Algorithm 2) raises σ_i to σ̂_i first.
     """
-    steps, churn = (
-        len(sigmas) - 1,
-        {"s_churn": s_churn, "s_tmin": s_tmin, "s_tmax": s_tmax, "s_noise": s_noise},
-    )
+    steps = len(sigmas) - 1
+    churn = {"s_churn": s_churn, "s_tmin": s_tmin, "s_tmax": s_tmax, "s_noise": s_noise}
     x, previous = noise, None  # previous: (D_{i-1}, σ̂_{i-1})
     for i in range(steps):
         t_i, t_next = float(sigmas[i]), float(sigmas[i + 1])

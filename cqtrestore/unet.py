@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -175,13 +175,6 @@ PRESETS: dict[str, UNetConfig] = {
         time_mixer="attention",
         time_levels=3,
     ),
-    "cpu-dilated": UNetConfig(
-        channels=(8, 12, 16, 24, 32, 48, 64),
-        level_layers=(2, 2, 3, 3, 4, 4, 5),
-        dilation_growth=3,
-        time_mixer="dilated",
-        time_levels=3,
-    ),
     # Tiny random network for tests and smoke runs.
     "debug": UNetConfig(
         channels=(4, 4, 8, 8),
@@ -193,10 +186,9 @@ PRESETS: dict[str, UNetConfig] = {
         freq_features=4,
     ),
 }
-# ... and the same with attention along time at its two coarsest levels (tests of the cpu-* code path).
-PRESETS["debug-attn"] = UNetConfig(
-    **{**PRESETS["debug"].to_dict(), "time_mixer": "attention", "time_levels": 2, "attention_heads": 2}
-)
+PRESETS["cpu-dilated"] = replace(PRESETS["cpu-attn"], time_mixer="dilated")  # the other long context
+# ... and the debug network with attention along time at its two coarsest levels (the cpu-* code path).
+PRESETS["debug-attn"] = replace(PRESETS["debug"], time_mixer="attention", time_levels=2, attention_heads=2)
 
 
 def resolve_config(preset_or_config: str | UNetConfig) -> UNetConfig:
