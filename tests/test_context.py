@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cqtrestore.context import TimeAttention, TimeDilated
 from cqtrestore.unet import PRESETS, UNetConfig, build_unet, flops_per_window
+from tests.test_unet import randomised
 
 MIXED = UNetConfig(
     channels=(4, 4, 8, 8),
@@ -23,14 +24,6 @@ MIXED = UNetConfig(
     time_levels=2,
     attention_heads=2,
 )
-
-
-def randomised(module):
-    with torch.no_grad():
-        for parameter in module.parameters():
-            fan_in = parameter[0].numel() if parameter.dim() > 1 else 1
-            parameter.copy_(torch.randn_like(parameter) / math.sqrt(fan_in))
-    return module
 
 
 @pytest.mark.parametrize("mixer", [TimeAttention(8, 2), TimeDilated(8, (1, 2, 4))])
