@@ -87,6 +87,11 @@ def train(
         False, "--compile", help="torch.compile the network (helps mainly on GPUs)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
+    init: str | None = typer.Option(
+        None,
+        "--init",
+        help="Start a new run from these weights (checkpoint name or .safetensors of the same preset).",
+    ),
 ) -> None:
     """Train a diffusion prior on a folder of audio (EDM loss, Adam, EMA; resumable).
 
@@ -140,6 +145,7 @@ def train(
                 f"{record['train_files']} training and {record['valid_files']} validation files"
                 + (f" (skipped: {skipped})" if skipped else "")
                 + f", {record['parameters']:,} parameters, {record['processes']} process(es)"
+                + (f"; started from {record['init']}" if "init" in record else "")
             )
         elif "loss" in record:
             err.print(f"step {record['step']:>7}  loss {record['loss']:.4f}  {record['it_per_s']:.2f} it/s")
@@ -152,7 +158,14 @@ def train(
 
     try:
         path = run_training(
-            config, data_dir, out, resume=resume, on_log=show, valid_dir=valid_dir, heldout_dir=heldout_dir
+            config,
+            data_dir,
+            out,
+            resume=resume,
+            on_log=show,
+            valid_dir=valid_dir,
+            heldout_dir=heldout_dir,
+            init=init,
         )
     except (DataError, TrainError, FileExistsError) as error:
         raise fail(str(error)) from None

@@ -308,6 +308,45 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def initialise_from(
+    spec: str | Path, net: torch.nn.Module, ema: torch.nn.Module, config: TrainConfig
+) -> tuple[torch.Tensor | None, dict]:
+    """Load a trained prior's weights into ``net`` and ``ema``; its data spectrum (spectral runs) and
+    where it came from (preset, step) for the log."""
+    from cqtrestore.checkpoints import CheckpointError
+    from cqtrestore.checkpoints import load_checkpoint as load_prior
+
+    try:
+        prior, info = load_prior(spec, progress=False)
+    except (CheckpointError, OSError, ValueError) as error:
+        raise TrainError(f"--init {spec}: {error}") from None
+    wanted = resolve_config(config.preset)
+    if prior.config != wanted:
+        raise TrainError(
+            f"--init {spec}: its network ({info.preset}) is not this run's preset {config.preset!r}"
+        )
+    if (info.data_spectrum is not None) != (config.precondition == "spectral"):
+        kind = "spectral" if info.data_spectrum is not None else "scalar"
+        raise TrainError(f"--init {spec}: a {kind}-preconditioned prior, this run is {config.precondition}")
+    state = prior.state_dict()
+    net.load_state_dict(state)
+    ema.load_state_dict(state)
+    spectrum = None if info.data_spectrum is None else torch.tensor(info.data_spectrum, dtype=torch.float32)
+    step = read_step(info.path)
+    return spectrum, {"init_preset": info.preset, **({"init_step": step} if step is not None else {})}
+
+
+def read_step(path: Path) -> int | None:
+    """The training step a weights file records in its metadata, if any."""
+    from cqtrestore.checkpoints import CheckpointError, read_metadata
+
+    try:
+        step = read_metadata(path).get("step")
+    except CheckpointError:
+        return None
+    return int(step) if step is not None and step.isdigit() else None
+
+
 LogFn = Callable[[dict], None]
 
 
@@ -319,10 +358,13 @@ def train(
     on_log: LogFn | None = None,
     valid_dir: str | Path | None = None,
     heldout_dir: str | Path | None = None,
+    init: str | Path | None = None,
 ) -> Path:
     """Train a network on the audio under ``data_dir``; returns the checkpoint path in ``out_dir``.
 
-    ``heldout_dir``: a second validation set (say, a timbre never trained on), logged as "heldout"."""
+    ``heldout_dir``: a second validation set (say, a timbre never trained on), logged as "heldout".
+    ``init``: a new run starts from these weights (a checkpoint name or file of the same layout) and,
+    when spectral, their data spectrum; a resumed run ignores it."""
     out_dir = Path(out_dir)
     checkpoint_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
     ranks = start_ranks(config)
@@ -358,7 +400,7 @@ def train(
     net = initialise(build_unet(net_config)).to(ranks.device)
     ema = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
-    start, spectrum = 0, None
+    start, spectrum, init_meta = 0, None, {}
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=ranks.device, weights_only=True)
         net.load_state_dict(state["model"])
@@ -367,6 +409,8 @@ def train(
         start, spectrum = int(state["step"]), state.get("spectrum")
     elif not resume and checkpoint_path.exists():
         raise FileExistsError(f"{checkpoint_path} exists: resume it or choose another output folder")
+    elif init is not None:
+        spectrum, init_meta = initialise_from(init, net, ema, config)
     if config.precondition == "spectral" and spectrum is None:
         bins = min(513, 2 ** int(np.log2(config.segment)) // 2 + 1)
         spectrum = torch.from_numpy(estimate_spectrum(crops, SPECTRUM_CROPS, bins))
@@ -402,6 +446,7 @@ def train(
                 "skipped": skipped,
                 "parameters": sum(p.numel() for p in net.parameters()),
                 "processes": ranks.world,
+                **({"init": str(init), **init_meta} if init is not None else {}),
             }
         )
         log({"step": 0, "valid": validation_loss(ema_denoiser, valid, config)})

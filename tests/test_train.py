@@ -237,3 +237,36 @@ def test_augmented_attention_run_resumes_exactly_and_logs_its_heldout_split(tone
     plain = dict(config, augment=False)
     train(TrainConfig(steps=5, **plain), tones, tmp_path / "plain")
     assert losses(tmp_path / "plain" / "log.jsonl") != losses(tmp_path / "split" / "log.jsonl")[:1]
+
+
+def test_init_starts_a_new_run_from_the_given_weights_and_their_spectrum(tones, tmp_path):
+    from typer.testing import CliRunner
+
+    from cqtrestore.cli import app
+    from cqtrestore.train import TrainError
+
+    config = dict(CONFIG, precondition="spectral")
+    train(TrainConfig(steps=10, **config), tones, tmp_path / "first")
+    weights = tmp_path / "first" / "ema.safetensors"
+    first = load_checkpoint(tmp_path / "first" / "checkpoint.pt")
+    # One step with lr ≈ 0 leaves the network where --init put it: the EMA of the first run.
+    tiny = dict(config, lr=1e-12, warmup_steps=0)
+    train(TrainConfig(steps=1, **tiny), tones, tmp_path / "second", init=weights)
+    second = load_checkpoint(tmp_path / "second" / "checkpoint.pt")
+    for key, value in first["ema"].items():
+        torch.testing.assert_close(second["model"][key], value, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(second["spectrum"].numpy(), first["spectrum"].numpy(), rtol=1e-5)
+    start = json.loads((tmp_path / "second" / "log.jsonl").read_text().splitlines()[0])
+    assert start["init"] == str(weights) and start["init_step"] == 10 and start["init_preset"] == "debug"
+    # Without --init the same run starts elsewhere: the test above can fail.
+    train(TrainConfig(steps=1, **tiny), tones, tmp_path / "fresh")
+    fresh = load_checkpoint(tmp_path / "fresh" / "checkpoint.pt")["model"]
+    assert any(not torch.allclose(fresh[k], v, atol=1e-4) for k, v in first["ema"].items())
+    # Another layout, another preconditioning, a missing file: one clear line each, from the CLI too.
+    with pytest.raises(TrainError, match="not this run's preset 'debug-attn'"):
+        train(TrainConfig(steps=1, **dict(tiny, preset="debug-attn")), tones, tmp_path / "a", init=weights)
+    with pytest.raises(TrainError, match="spectral-preconditioned prior, this run is scalar"):
+        train(TrainConfig(steps=1, **dict(tiny, precondition="scalar")), tones, tmp_path / "b", init=weights)
+    args = ["train", str(tones), "--out", str(tmp_path / "c"), "--preset", "debug", "--steps", "1"]
+    result = CliRunner().invoke(app, [*args, "--init", str(tmp_path / "missing.safetensors")])
+    assert result.exit_code != 0 and "--init" in result.output and "Traceback" not in result.output
