@@ -74,13 +74,19 @@ def project_consistent(
 
 
 def aspade_blocks(
-    blocks: np.ndarray, threshold: np.ndarray, window: np.ndarray, options: ASpadeOptions
+    blocks: np.ndarray,
+    threshold: np.ndarray,
+    window: np.ndarray,
+    options: ASpadeOptions,
+    tolerance: float = 1e-6,
 ) -> np.ndarray:
-    """Declip windowed blocks (n_blocks, block) clipped at ±threshold·window; returns the same shape."""
+    """Declip windowed blocks (n_blocks, block) clipped at ±threshold·window (less the relative
+    ``tolerance``); returns the same shape."""
     n_blocks, length = blocks.shape
     padded = length * options.redundancy
-    upper = blocks >= threshold * window - 1e-12
-    lower = blocks <= -threshold * window + 1e-12
+    level = threshold * (1 - tolerance) * window
+    upper = blocks >= level - 1e-12
+    lower = blocks <= -level + 1e-12
     upper, lower = upper & (window > 0), lower & (window > 0)
     reliable = ~(upper | lower)
 
@@ -111,8 +117,11 @@ def aspade_blocks(
     return x_hat
 
 
-def aspade_declip(y: np.ndarray, threshold: float, options: ASpadeOptions = ASpadeOptions()) -> np.ndarray:
-    """Declip a 1-D signal y hard-clipped at ±threshold; consistent with y on its unclipped samples."""
+def aspade_declip(
+    y: np.ndarray, threshold: float, options: ASpadeOptions = ASpadeOptions(), tolerance: float = 1e-6
+) -> np.ndarray:
+    """Declip a 1-D signal y hard-clipped at ±threshold; consistent with y on its unclipped samples
+    (samples within the relative ``tolerance`` of the threshold count as clipped)."""
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"A-SPADE takes a non-empty 1-D signal, got shape {y.shape}")
@@ -125,7 +134,7 @@ def aspade_declip(y: np.ndarray, threshold: float, options: ASpadeOptions = ASpa
     window = np.hanning(block + 1)[:block]  # periodic Hann: sums to a constant at hop block/4 and block/2
     starts = np.arange(count) * hop
     blocks = np.stack([padded[s : s + block] for s in starts]) * window
-    restored = aspade_blocks(blocks, threshold, window, options)
+    restored = aspade_blocks(blocks, threshold, window, options, tolerance)
     total, weight = np.zeros(len(padded)), np.zeros(len(padded))
     for start, piece in zip(starts, restored, strict=True):
         total[start : start + block] += piece

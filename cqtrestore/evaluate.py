@@ -256,7 +256,10 @@ def run_method(
     if method == "lpc":
         return torch.cat([lpc_inpaint(y[i : i + 1], op) for i, op in enumerate(operators)])
     if method == "a-spade":
-        rows = [aspade_declip(row.numpy(), op.threshold) for row, op in zip(y, operators, strict=True)]
+        rows = [
+            aspade_declip(row.numpy(), op.threshold, tolerance=op.tolerance)
+            for row, op in zip(y, operators, strict=True)
+        ]
         return torch.from_numpy(np.stack(rows)).to(y)
     guidance = GuidanceOptions(method.removeprefix("cqt-diff-"), config.xi)
     generator = torch.Generator(config.device).manual_seed(seed)

@@ -342,6 +342,8 @@ class FileRun:
         self.model_rate, self.progress = model_rate, progress
         self.info = audio.probe(in_path)
         self.model_operator = operator.at_rate(model_rate)
+        if self.info.sample_rate != model_rate:  # y is resampled below: clipped plateaus become ripple
+            self.model_operator = self.model_operator.resampled()
         self.guidance = options.guidance or default_guidance(self.model_operator)
         self.error: Exception | None = None
         self._folder = tempfile.TemporaryDirectory(prefix="cqtrestore-")

@@ -42,5 +42,7 @@ def _estimate(operator: Operator, y: Tensor) -> Tensor:
         return y.clone()  # the observed band; the missing one is left to the sampler (see above)
     if isinstance(operator, Gap):
         return lpc_inpaint(y, operator)
-    restored = aspade_declip(y[0].detach().cpu().double().numpy(), operator.threshold)
+    restored = aspade_declip(
+        y[0].detach().cpu().double().numpy(), operator.threshold, tolerance=operator.tolerance
+    )
     return torch.from_numpy(np.asarray(restored))[None].to(y)

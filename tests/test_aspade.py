@@ -87,3 +87,15 @@ def test_options_reject_bad_integers(field):
 def test_options_reject_a_hop_longer_than_the_block():
     with pytest.raises(ValueError, match="hop"):
         ASpadeOptions(block=256, hop=512)
+
+
+def test_a_plateau_rounded_to_float32_still_counts_as_clipped():
+    """A float WAV stores the clip level rounded (here down): the default relative tolerance (1e-6) still
+    finds the plateau, where an exact test found none of it and returned the input."""
+    x = 0.01 * tones()
+    threshold = float(np.float32(Clip.from_sdr(x, 3.0).threshold))
+    threshold += 0.25 * float(np.spacing(np.float32(threshold)))
+    y = np.clip(x, -threshold, threshold).astype(np.float32).astype(np.float64)
+    assert np.abs(y).max() < threshold
+    assert score(x, aspade_declip(y, threshold)) > score(x, y) + 6
+    assert score(x, aspade_declip(y, threshold, tolerance=0.0)) < score(x, y) + 1

@@ -323,3 +323,27 @@ def test_quality_presets_reach_the_sampler_and_are_reported(tmp_path, quality, e
     again = run("bwe", str(source), "--cutoff", "3k", "--quality", quality, "--steps", "3", "--force",
                 "--checkpoint", "debug")  # fmt: skip
     assert again.exit_code == 0 and (expected.split(",")[0] + ", 3 steps") in again.output
+
+
+def test_declip_threshold_of_a_float_file_at_44k_restores_the_peaks(tmp_path):
+    """The defect of issue 19: `declip IN --threshold τ` on a float WAV at 44.1 kHz returned the input
+    (SI-SDR 2.94 -> 2.94 dB here) because resampling to the model rate turns the clipped plateau into
+    ripple below τ, so the projection kept it; measured after the fix: 2.95 -> 7.10 dB."""
+    import resampy
+
+    from cqtrestore.metrics import si_sdr
+    from cqtrestore.operators import Clip
+
+    clean22, rate = sf.read("examples/piano.flac")
+    x = resampy.resample(clean22[: 2 * rate], rate, 44100).astype(np.float32).astype(np.float64)
+    tau = float(np.float32(Clip.from_sdr(x, 1.0).threshold))
+    tau += 0.25 * float(np.spacing(np.float32(tau)))  # the exact level; the float file rounds it down
+    y = np.clip(x, -tau, tau).astype(np.float32)
+    assert float(np.abs(y).max()) < tau
+    source = tmp_path / "clipped.wav"
+    sf.write(source, y, 44100, subtype="FLOAT")
+    result = run("declip", source, "--threshold", repr(tau), "--quality", "fast", "--quiet")
+    assert result.exit_code == 0, result.output
+    out, _ = sf.read(tmp_path / "clipped.restored.wav")
+    score = lambda e: si_sdr(torch.from_numpy(x)[None], torch.from_numpy(e.astype(np.float64))[None]).item()  # noqa: E731
+    assert score(out) > score(y) + 3
