@@ -319,6 +319,8 @@ def dilated_residual(
     weight needs a gradient, which roughly halves the memory that backpropagation needs. The
     padded buffer is dead after the convolution, so consecutive layers can share one ``workspace``.
     """
+    if torch.compiler.is_compiling():  # inductor fuses the plain ops itself; the in-place buffer breaks it
+        return scale * (y + reflect_conv(F.gelu(y), weight, dilation))
     if torch.is_grad_enabled() and (y.requires_grad or weight.requires_grad):
         return _DilatedResidual.apply(y, weight, dilation, scale, workspace)
     return _dilated_residual_forward(y, weight, dilation, scale, workspace)  # sampling: no autograd node
