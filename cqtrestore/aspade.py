@@ -18,6 +18,7 @@ the output is consistent too. Numpy only: all blocks are processed at once, each
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,13 +47,13 @@ class ASpadeOptions:
             raise ValueError(f"A-SPADE epsilon must be finite and > 0, got {self.epsilon!r}")
 
 
-def hard_threshold(coefficients: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Keep the k[b] largest-magnitude bins of each row of a real signal's half spectrum (rfft layout:
-    each bin stands for a conjugate pair of the full spectrum)."""
-    half = np.abs(coefficients)
-    ordered = -np.sort(-half, axis=-1)
-    kth = np.take_along_axis(ordered, np.minimum(k, half.shape[-1])[:, None] - 1, axis=-1)
-    return np.where(half >= kth, coefficients, 0)  # ties at the k-th magnitude are all kept
+def hard_threshold(coefficients: np.ndarray, k: int) -> np.ndarray:
+    """Keep the k largest-magnitude bins of each row of a real signal's half spectrum (rfft layout:
+    each bin stands for a conjugate pair of the full spectrum); ties at the k-th magnitude are all kept."""
+    power = coefficients.real**2 + coefficients.imag**2  # ranks as the magnitude does, without a sqrt
+    bins = power.shape[-1]
+    kth = np.partition(power, bins - min(k, bins), axis=-1)[:, bins - min(k, bins), None]
+    return np.where(power >= kth, coefficients, 0)
 
 
 def pair_norm(spectrum: np.ndarray, padded: int) -> np.ndarray:
@@ -61,16 +62,17 @@ def pair_norm(spectrum: np.ndarray, padded: int) -> np.ndarray:
     weights[0] = 1.0
     if padded % 2 == 0:
         weights[-1] = 1.0
-    return np.sqrt(np.sum(weights * np.abs(spectrum) ** 2, axis=-1))
+    return np.sqrt((spectrum.real**2 + spectrum.imag**2) @ weights)
 
 
-def project_consistent(
-    x: np.ndarray, observed: np.ndarray, reliable: np.ndarray, upper: np.ndarray, lower: np.ndarray
-) -> np.ndarray:
-    """P_Γ: reliable samples from the observation; clipped ones pushed beyond the clipping level."""
-    out = np.where(reliable, observed, x)
-    out = np.where(upper, np.maximum(x, observed), out)
-    return np.where(lower, np.minimum(x, observed), out)
+def consistent_bounds(
+    observed: np.ndarray, upper: np.ndarray, lower: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Γ as a box: reliable samples pinned to the observation, clipped ones beyond the clipping level;
+    ``np.clip(x, *bounds)`` is the projection P_Γ."""
+    low = np.where(lower, -np.inf, observed)
+    high = np.where(upper, np.inf, observed)
+    return low, high
 
 
 def aspade_blocks(
@@ -81,52 +83,55 @@ def aspade_blocks(
     tolerance: float = 1e-6,
 ) -> np.ndarray:
     """Declip windowed blocks (n_blocks, block) clipped at ±threshold·window (less the relative
-    ``tolerance``); returns the same shape."""
-    n_blocks, length = blocks.shape
+    ``tolerance``); returns the same shape. Only the blocks still iterating are carried along."""
+    length = blocks.shape[-1]
     padded = length * options.redundancy
     level = threshold * (1 - tolerance) * window
-    upper = blocks >= level - 1e-12
-    lower = blocks <= -level + 1e-12
-    upper, lower = upper & (window > 0), lower & (window > 0)
-    reliable = ~(upper | lower)
-
-    def analysis(x: np.ndarray) -> np.ndarray:
-        return np.fft.rfft(x, padded, axis=-1, norm="ortho")
-
-    def synthesis(z: np.ndarray) -> np.ndarray:
-        return np.fft.irfft(z, padded, axis=-1, norm="ortho")[:, :length]
-
-    x_hat = blocks.copy()
-    u = np.zeros((n_blocks, padded // 2 + 1), dtype=complex)
-    k = np.full(n_blocks, options.sparsity_step)
-    active = upper.any(axis=1) | lower.any(axis=1)  # unclipped blocks are already consistent
+    upper = (blocks >= level - 1e-12) & (window > 0)
+    lower = (blocks <= -level + 1e-12) & (window > 0)
+    rows = np.flatnonzero(upper.any(axis=1) | lower.any(axis=1))  # unclipped blocks are consistent
+    observed, upper, lower = blocks[rows], upper[rows], lower[rows]
+    low, high = consistent_bounds(observed, upper, lower)
+    out, x_hat = blocks.copy(), blocks[rows]
+    u = np.zeros((len(rows), padded // 2 + 1), dtype=complex)
+    k = options.sparsity_step  # the same for every block still iterating
     for iteration in range(1, options.max_iterations + 1):
-        if not active.any():
+        if len(rows) == 0:
             break
-        rows = np.flatnonzero(active)
-        z_bar = hard_threshold(analysis(x_hat[rows]) + u[rows], k[rows])
-        x_new = project_consistent(
-            synthesis(z_bar - u[rows]), blocks[rows], reliable[rows], upper[rows], lower[rows]
-        )
-        residual = analysis(x_new) - z_bar
-        x_hat[rows], u[rows] = x_new, u[rows] + residual
+        z_bar = hard_threshold(np.fft.rfft(x_hat, padded, axis=-1, norm="ortho") + u, k)
+        x_hat = np.fft.irfft(z_bar - u, padded, axis=-1, norm="ortho")[:, :length]
+        x_hat = np.clip(x_hat, low, high)
+        residual = np.fft.rfft(x_hat, padded, axis=-1, norm="ortho") - z_bar
+        u += residual
         done = pair_norm(residual, padded) <= options.epsilon * threshold
-        active[rows[done]] = False
+        if done.any():
+            out[rows[done]] = x_hat[done]
+            going = ~done
+            rows, x_hat, u = rows[going], x_hat[going], u[going]
+            low, high = low[going], high[going]
         if iteration % options.grow_every == 0:
-            k[rows] += options.sparsity_step
-    return x_hat
+            k += options.sparsity_step
+    out[rows] = x_hat  # the blocks that reached the iteration cap
+    return out
 
 
 def aspade_declip(
-    y: np.ndarray, threshold: float, options: ASpadeOptions = ASpadeOptions(), tolerance: float = 1e-6
+    y: np.ndarray,
+    threshold: float,
+    options: ASpadeOptions = ASpadeOptions(),
+    tolerance: float = 1e-6,
+    workers: int = 1,
 ) -> np.ndarray:
     """Declip a 1-D signal y hard-clipped at ±threshold; consistent with y on its unclipped samples
-    (samples within the relative ``tolerance`` of the threshold count as clipped)."""
+    (samples within the relative ``tolerance`` of the threshold count as clipped). ``workers`` threads
+    share the blocks (numpy's FFTs release the GIL); the result does not depend on their number."""
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"A-SPADE takes a non-empty 1-D signal, got shape {y.shape}")
     if not (np.isfinite(threshold) and threshold > 0):
         raise ValueError(f"clipping threshold must be finite and > 0, got {threshold!r}")
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise ValueError(f"A-SPADE workers must be an integer >= 1, got {workers!r}")
     block, hop = options.block, options.hop
     count = max(1, -(-(len(y) + block - hop) // hop))
     pad_left = block - hop
@@ -134,7 +139,14 @@ def aspade_declip(
     window = np.hanning(block + 1)[:block]  # periodic Hann: sums to a constant at hop block/4 and block/2
     starts = np.arange(count) * hop
     blocks = np.stack([padded[s : s + block] for s in starts]) * window
-    restored = aspade_blocks(blocks, threshold, window, options, tolerance)
+    restored = np.empty_like(blocks)
+    shares = [slice(i, None, workers) for i in range(min(workers, count))]  # interleaved: loud parts spread
+    with ThreadPoolExecutor(len(shares)) as pool:
+        done = pool.map(
+            lambda rows: aspade_blocks(blocks[rows], threshold, window, options, tolerance), shares
+        )
+        for rows, result in zip(shares, done, strict=True):
+            restored[rows] = result
     total, weight = np.zeros(len(padded)), np.zeros(len(padded))
     for start, piece in zip(starts, restored, strict=True):
         total[start : start + block] += piece

@@ -257,7 +257,7 @@ def run_method(
         return torch.cat([lpc_inpaint(y[i : i + 1], op) for i, op in enumerate(operators)])
     if method == "a-spade":
         rows = [
-            aspade_declip(row.numpy(), op.threshold, tolerance=op.tolerance)
+            aspade_declip(row.numpy(), op.threshold, tolerance=op.tolerance, workers=torch.get_num_threads())
             for row, op in zip(y, operators, strict=True)
         ]
         return torch.from_numpy(np.stack(rows)).to(y)

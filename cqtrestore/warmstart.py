@@ -42,7 +42,8 @@ def _estimate(operator: Operator, y: Tensor) -> Tensor:
         return y.clone()  # the observed band; the missing one is left to the sampler (see above)
     if isinstance(operator, Gap):
         return lpc_inpaint(y, operator)
+    row = y[0].detach().cpu().double().numpy()
     restored = aspade_declip(
-        y[0].detach().cpu().double().numpy(), operator.threshold, tolerance=operator.tolerance
+        row, operator.threshold, tolerance=operator.tolerance, workers=torch.get_num_threads()
     )
     return torch.from_numpy(np.asarray(restored))[None].to(y)

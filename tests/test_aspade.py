@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cqtrestore.aspade import ASpadeOptions, aspade_declip, hard_threshold, pair_norm, project_consistent
+from cqtrestore.aspade import ASpadeOptions, aspade_declip, consistent_bounds, hard_threshold, pair_norm
 from cqtrestore.metrics import si_sdr
 from cqtrestore.operators import Clip
 
@@ -43,13 +43,20 @@ def test_aspade_leaves_an_unclipped_signal_alone():
     np.testing.assert_allclose(aspade_declip(x, 1.0), x, atol=1e-12)
 
 
-def test_hard_threshold_keeps_the_k_largest_conjugate_pairs():
+@pytest.mark.parametrize("k", [1, 3, 9, 20])
+def test_hard_threshold_keeps_the_k_largest_conjugate_pairs(k):
     rng = np.random.default_rng(0)
     coefficients = np.fft.rfft(rng.standard_normal((3, 16)), axis=-1)
-    kept = hard_threshold(coefficients, np.array([1, 3, 9]))
-    for row, full, k in zip(kept, coefficients, [1, 3, 9], strict=True):
-        assert np.count_nonzero(row) == k
+    kept = hard_threshold(coefficients, k)
+    for row, full in zip(kept, coefficients, strict=True):
+        assert np.count_nonzero(row) == min(k, 9)
+        np.testing.assert_array_equal(row[row != 0], full[row != 0])
         assert np.abs(full[row == 0]).max(initial=0) <= np.abs(full[row != 0]).min()
+
+
+def test_hard_threshold_keeps_every_tie_at_the_kth_magnitude():
+    coefficients = np.array([[3.0, 2.0, 2.0, 1.0]], dtype=complex)
+    np.testing.assert_array_equal(hard_threshold(coefficients, 2), [[3.0, 2.0, 2.0, 0.0]])
 
 
 def test_the_half_spectrum_iterations_equal_the_full_complex_ones():
@@ -62,7 +69,7 @@ def test_the_half_spectrum_iterations_equal_the_full_complex_ones():
     kth = -np.sort(-half, axis=-1)[:, 4:5]
     keep = np.concatenate([half >= kth, (half >= kth)[:, 1 : padded // 2][:, ::-1]], axis=-1)
     z_full = np.where(keep, full, 0)
-    z_half = hard_threshold(np.fft.rfft(x, padded, axis=-1, norm="ortho"), np.array([5, 5]))
+    z_half = hard_threshold(np.fft.rfft(x, padded, axis=-1, norm="ortho"), 5)
     np.testing.assert_allclose(z_half, z_full[:, : padded // 2 + 1], atol=1e-12)
     np.testing.assert_allclose(
         np.fft.irfft(z_half, padded, norm="ortho"), np.fft.ifft(z_full, norm="ortho").real, atol=1e-12
@@ -74,8 +81,29 @@ def test_projection_onto_the_consistent_set():
     observed = np.array([[0.2, 1.0, -1.0, -0.3]])
     upper, lower = observed >= 1.0, observed <= -1.0
     x = np.array([[5.0, 0.5, -3.0, 7.0]])
-    out = project_consistent(x, observed, ~(upper | lower), upper, lower)
+    out = np.clip(x, *consistent_bounds(observed, upper, lower))
     np.testing.assert_array_equal(out, [[0.2, 1.0, -3.0, -0.3]])
+    x = np.array([[5.0, 2.0, -0.5, 7.0]])  # beyond the level on the clipped side stays; inside is pushed
+    np.testing.assert_array_equal(
+        np.clip(x, *consistent_bounds(observed, upper, lower)), [[0.2, 2.0, -1.0, -0.3]]
+    )
+
+
+@pytest.mark.parametrize("workers", [2, 3, 50])
+def test_threads_share_the_blocks_without_changing_the_result(workers):
+    x = tones(16384)
+    threshold = Clip.from_sdr(x, 3.0).threshold
+    y = np.clip(x, -threshold, threshold)
+    options = ASpadeOptions(block=512, hop=128, max_iterations=60)
+    np.testing.assert_array_equal(
+        aspade_declip(y, threshold, options, workers=workers), aspade_declip(y, threshold, options)
+    )
+
+
+@pytest.mark.parametrize("workers", [0, 1.5, True])
+def test_a_bad_worker_count_is_refused(workers):
+    with pytest.raises(ValueError, match="workers"):
+        aspade_declip(tones(1024), 0.5, workers=workers)
 
 
 @pytest.mark.parametrize("field", ["block", "hop", "max_iterations"])
