@@ -7,11 +7,12 @@ Each task (``bwe3k``, ``bwe1k``, ``declip1db``, ``inpaint200ms``: the evaluation
 ``cqtrestore.evaluate``) is degraded on the same valid segments and restored by every setting:
 ``default`` (the sampler before the presets: stochastic Heun, T = 35, S_churn = 5, from noise), the
 ``--quality`` presets ``fast``, ``balanced`` and ``best``, and any ``--grid`` entries
-``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN]`` (SIGMA0 ``none``: from noise at σ_max = 1; the task's default
-guidance mode). One window at a time through ``Restorer.restore_windows`` — the CLI's path, the warm
-start's classical estimate included in the time — with denormals flushed as the CLI does. Scores:
-LSD and SI-SDR on the segment (inside the gap ± 50 ms for inpainting), mean ± 95 % CI over segments, with
-the degraded input and the classical baseline beside them.
+``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S]`` (SIGMA0 ``none``: from noise at σ_max = 1;
+the task's default guidance mode; ρ 13 and σ_min 1e-4 unless given). One window at a time through
+``Restorer.restore_windows`` — the CLI's path, the warm start's classical estimate included in the
+time — with denormals flushed as the CLI does. Scores: LSD and SI-SDR on the segment (inside the gap
+± 50 ms for inpainting), mean ± 95 % CI over segments, with the degraded input and the classical
+baseline beside them.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from pathlib import Path
 
 import torch
 
+from cqtrestore.baselines import noise_fill_bwe
 from cqtrestore.checkpoints import load_checkpoint
 from cqtrestore.diffusion import SamplerOptions
 from cqtrestore.evaluate import load_segments, mean_ci, operators_for, score
 from cqtrestore.guidance import default_guidance
+from cqtrestore.operators import LowPass
 from cqtrestore.pipeline import Restorer, restore_segments
 from cqtrestore.quality import QUALITIES, Plan, resolve
 from cqtrestore.warmstart import classical_estimate
@@ -40,14 +43,31 @@ BASELINE = {"bwe": "noise fill", "declip": "A-SPADE", "inpaint": "LPC"}
 
 
 def grid_plan(entry: str, operator) -> Plan:  # noqa: ANN001
-    """A ``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN]`` entry as a plan for ``operator``."""
+    """A ``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S]`` entry as a plan for ``operator``."""
     solver, steps, start, *rest = entry.split(":")
+    named = dict(part.split("=", 1) for part in rest if "=" in part)
+    positional = [part for part in rest if "=" not in part]
+    if set(named) - {"rho", "smin"} or len(positional) > 1:
+        raise SystemExit(f"bad grid entry {entry!r}: SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S]")
     warm = start != "none"
     sampler = SamplerOptions(
-        steps=int(steps), sigma_max=float(start) if warm else 1.0, s_churn=0.0, solver=solver
+        steps=int(steps),
+        sigma_min=float(named.get("smin", SamplerOptions.sigma_min)),
+        sigma_max=float(start) if warm else 1.0,
+        rho=float(named.get("rho", SamplerOptions.rho)),
+        s_churn=0.0,
+        solver=solver,
     )
-    guidance = replace(default_guidance(operator), rg_sigma_min=float(rest[0]) if rest else 0.0)
-    return Plan(sampler, guidance, warm)
+    rg_sigma_min = float(positional[0]) if positional else 0.0
+    return Plan(sampler, replace(default_guidance(operator), rg_sigma_min=rg_sigma_min), warm)
+
+
+def baseline_estimate(operator, y: torch.Tensor, seed: int) -> torch.Tensor:  # noqa: ANN001
+    """The classical baseline of the task: the noise fill for a lowpass (whose warm start is the input
+    itself), else the warm start's own estimate (LPC, A-SPADE)."""
+    if isinstance(operator, LowPass):
+        return noise_fill_bwe(y, operator, torch.Generator().manual_seed(seed))
+    return classical_estimate(operator, y)
 
 
 def plans_for(operator, grid: list[str], qualities: list[str], default: bool = True) -> dict[str, Plan]:  # noqa: ANN001
@@ -91,8 +111,10 @@ def run_task(
         estimate = classical_estimate(op, y)
         estimates.append((estimate, time.perf_counter() - began))
         rows["degraded"] += score(x[None], y.double(), y.double(), [op])
-        scored = score(x[None], y.double(), estimate.double(), [op])
-        rows[BASELINE[task]] += [dict(row, seconds=estimates[-1][1]) for row in scored]
+        began = time.perf_counter()
+        baseline = baseline_estimate(op, y, seed + len(estimates) - 1)
+        scored = score(x[None], y.double(), baseline.double(), [op])
+        rows[BASELINE[task]] += [dict(row, seconds=time.perf_counter() - began) for row in scored]
     for label, plan_rows in rows.items():
         results[label] = {"summary": summarise(plan_rows)}
     for label, plan in plans_for(operators[0], grid, qualities, default).items():
@@ -154,7 +176,10 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=8)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument(
-        "--grid", nargs="*", default=[], help="extra settings SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN]"
+        "--grid",
+        nargs="*",
+        default=[],
+        help="extra settings SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S]",
     )
     parser.add_argument("--qualities", nargs="*", default=list(QUALITIES), choices=list(QUALITIES))
     parser.add_argument("--skip-default", action="store_true", help="exploring: leave the old default out")

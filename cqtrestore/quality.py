@@ -52,15 +52,15 @@ BEST = Setting("heun", 35, None, s_churn=5.0)
 PRESETS: dict[str, dict[str, Setting]] = {
     "best": dict.fromkeys(TASKS, BEST),
     "balanced": {
-        "bwe": Setting("dpmpp2m", 10, 0.3),
-        "inpaint": Setting("dpmpp2m", 8, 0.1, rg_sigma_min=0.01),
-        "declip": Setting("dpmpp2m", 8, 0.1, rg_sigma_min=0.01),
+        "bwe": Setting("dpmpp2m", 6, 0.2),
+        "inpaint": Setting("dpmpp2m", 6, 0.05, rg_sigma_min=0.01),
+        "declip": Setting("dpmpp2m", 6, 0.05, rg_sigma_min=0.01),
         "composite": Setting("dpmpp2m", 12, None),
     },
     "fast": {
-        "bwe": Setting("dpmpp2m", 6, 0.3),
-        "inpaint": Setting("dpmpp2m", 5, 0.1, rg_sigma_min=0.02),
-        "declip": Setting("dpmpp2m", 5, 0.1, rg_sigma_min=0.02),
+        "bwe": Setting("dpmpp2m", 4, 0.2),
+        "inpaint": Setting("dpmpp2m", 4, 0.05, rg_sigma_min=0.01),
+        "declip": Setting("dpmpp2m", 4, 0.05, rg_sigma_min=0.01),
         "composite": Setting("dpmpp2m", 8, None),
     },
 }
