@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from cqtrestore.blind import BlindLowPass
 from cqtrestore.diffusion import DenoiserFn
 from cqtrestore.operators import Compose, LowPass, Operator
 
@@ -101,7 +102,7 @@ def default_guidance(operator: Operator, xi: float = 0.35) -> GuidanceOptions:
     parts = operator.operators if isinstance(operator, Compose) else (operator,)
     if not operator.has_projection:
         return GuidanceOptions("rg", xi)
-    if all(isinstance(part, LowPass) for part in parts):
+    if all(isinstance(part, LowPass | BlindLowPass) for part in parts):
         return GuidanceOptions("dc", xi)
     # Gaps: DC keeps the context exact, RG makes the fill agree with it. Clipping: the paper used RG alone;
     # adding the consistent projection measured +1.9 dB SI-SDR at 1 dB SDR on the piano prior (model card).

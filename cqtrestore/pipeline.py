@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from cqtrestore import audio
+from cqtrestore.blind import BlindLowPass, FilterEstimation
 from cqtrestore.diffusion import Denoiser, Generators, SamplerOptions, noise_like, run_sampler
 from cqtrestore.guidance import GuidanceOptions, default_guidance, guided_denoiser
 from cqtrestore.operators import Clip, Compose, Gap, Operator, stack
@@ -40,6 +41,8 @@ WINDOW = 65536  # 2^16 samples: 2.97 s at 22.05 kHz, the paper's segment
 TARGET_RMS = 0.057  # the training audio's level (σ_data): inputs are scaled to it and back
 PASS_THROUGH = 16  # windows held at most (batched or waiting to be crossfaded): memory stays bounded
 Progress = Callable[[int, int], None]  # (windows done, windows in all)
+ESTIMATION_WINDOWS = 3  # a blind filter is estimated on the file's loudest windows, then held fixed
+FIT_STEPS = 25  # Adam steps on the filter per network evaluation (cheap: one FFT of each window)
 
 
 @dataclass(frozen=True)
@@ -169,8 +172,32 @@ class Restorer:
         options: RestoreOptions = RestoreOptions(),
         progress: Progress | None = None,
     ) -> FileRun:
-        """Begin restoring a file: pass 1 (resample to the model rate); ``restore_runs`` does the rest."""
-        return FileRun(self.sample_rate, Path(in_path), Path(out_path), operator, options, progress)
+        """Begin restoring a file: pass 1 (resample to the model rate), and the estimate of a blind
+        filter not yet estimated; ``restore_runs`` does the rest."""
+        run = FileRun(self.sample_rate, Path(in_path), Path(out_path), operator, options, progress)
+        if isinstance(run.model_operator, BlindLowPass) and run.model_operator.needs_estimate:
+            try:
+                self.estimate_filter(run)
+            except BaseException:
+                run.close()
+                raise
+        return run
+
+    def estimate_filter(self, run: FileRun, windows: int = ESTIMATION_WINDOWS) -> None:
+        """Estimate the file's blind filter (BABE: jointly with the signal, while sampling) on its
+        loudest ``windows`` windows, with the run's sampler; every window is then restored with it."""
+        with sf.SoundFile(run.folder / "down.wav") as source:
+            energy = [float(np.square(audio.read_block(source, start, WINDOW)).sum()) for start in run.starts]
+            chosen = sorted(np.argsort(energy)[::-1][:windows])
+            blocks = [audio.read_block(source, run.starts[index], WINDOW) for index in chosen]
+        y = torch.from_numpy(np.concatenate([block.T for block in blocks]) * run.gain).to(self.device)
+        y = y.to(torch.float32)
+        operator = run._scaled
+        seeds = [seed for index in chosen for seed in run.seeds(int(index))]
+        generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
+        start = classical_estimate(operator, y) if run.options.warm_start else None
+        estimation = FilterEstimation(self.denoiser, operator, y, FIT_STEPS)
+        restore_segments(estimation, operator, y, run.guidance, run.options.sampler, generators, start)
 
     def restore_file(
         self,

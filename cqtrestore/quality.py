@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from cqtrestore.blind import BlindLowPass
 from cqtrestore.diffusion import SamplerOptions
 from cqtrestore.guidance import GuidanceOptions, default_guidance
 from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator, Stack
@@ -70,7 +71,7 @@ def task_of(operator: Operator) -> str:
     """'bwe', 'inpaint' or 'declip' when every part of the operator is of that one kind, else 'composite'."""
     parts = operator.operators if isinstance(operator, Compose | Stack) else (operator,)
     flat = [p for part in parts for p in (part.operators if isinstance(part, Compose) else (part,))]
-    for task, kind in (("bwe", LowPass), ("inpaint", Gap), ("declip", Clip)):
+    for task, kind in (("bwe", LowPass | BlindLowPass), ("inpaint", Gap), ("declip", Clip)):
         if flat and all(isinstance(part, kind) for part in flat):
             return task
     return "composite"

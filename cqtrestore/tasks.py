@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from cqtrestore import audio, detect, units
+from cqtrestore.blind import BlindLowPass
 from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
 from cqtrestore.metrics import lsd, si_sdr
 from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator
@@ -24,6 +25,7 @@ from cqtrestore.pipeline import WINDOW, FileReport, Progress, RestoreOptions, Re
 from cqtrestore.quality import DEFAULT_QUALITY, resolve
 
 MODEL_RATE = 22050  # every bundled prior runs at 22.05 kHz
+BLIND_START_HZ = 4000.0  # where a blind lowpass starts when the spectrum shows no cutoff
 Say = Callable[[str], None]
 Loader = Callable[[], np.ndarray]  # the whole input as (frames, channels) float32, read on demand
 
@@ -31,9 +33,19 @@ Loader = Callable[[], np.ndarray]  # the whole input as (frames, channels) float
 # ---------------------------------------------------------------- operators from user settings
 
 
-def lowpass_operator(cutoff: str, info: audio.AudioInfo, samples: Loader, say: Say) -> LowPass:
-    """``--cutoff 3k`` or ``auto`` (from the long-term spectrum) -> a LowPass at the input's rate."""
-    if cutoff.strip().lower() == "auto":
+def lowpass_operator(cutoff: str, info: audio.AudioInfo, samples: Loader, say: Say) -> LowPass | BlindLowPass:
+    """``--cutoff 3k``, ``auto`` (from the long-term spectrum) or ``blind`` (cutoff and slope estimated
+    while sampling, starting from the detector's cutoff) -> a lowpass at the input's rate."""
+    word = cutoff.strip().lower()
+    if word == "blind":
+        found = detect.estimate_cutoff(samples(), info.sample_rate)
+        start = min(found.hz if found else BLIND_START_HZ, 0.45 * min(info.sample_rate, MODEL_RATE))
+        say(
+            f"blind lowpass: starting from {units.format_frequency(round(start))} "
+            + (f"({found.describe()})" if found else "(no cutoff found in the spectrum)")
+        )
+        return BlindLowPass(start, info.sample_rate)
+    if word == "auto":
         found = detect.estimate_cutoff(samples(), info.sample_rate)
         if found is None:
             raise ValueError(f"{info.path.name}: no lowpass cutoff found in its spectrum; give --cutoff")
@@ -238,6 +250,8 @@ def prepare(
     operator = build_operator(info, samples)
     if not simulate:
         return Job(input, output, operator, info, plot=plot)
+    if isinstance(operator, BlindLowPass):
+        raise ValueError("--simulate needs a known degradation to apply; --cutoff blind has none")
     degraded = output.with_name(f"{input.stem}.degraded{output.suffix}")
     check_output(input, degraded, force)
     write_degraded(samples(), info, operator, degraded)
@@ -319,7 +333,7 @@ def _plot(job: Job, report: FileReport) -> None:
         panels.append((title, samples.mean(axis=1), rate))
     gaps = [(a / job.info.sample_rate, b / job.info.sample_rate) for a, b in gap_ranges(job.operator)]
     parts = job.operator.operators if isinstance(job.operator, Compose) else (job.operator,)
-    cutoff = next((part.cutoff_hz for part in parts if isinstance(part, LowPass)), None)
+    cutoff = next((part.cutoff_hz for part in parts if isinstance(part, LowPass | BlindLowPass)), None)
     plot.plot_comparison(job.plot, panels, regions=gaps, cutoff_hz=cutoff)
 
 

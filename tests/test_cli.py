@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -347,3 +349,24 @@ def test_declip_threshold_of_a_float_file_at_44k_restores_the_peaks(tmp_path):
     out, _ = sf.read(tmp_path / "clipped.restored.wav")
     score = lambda e: si_sdr(torch.from_numpy(x)[None], torch.from_numpy(e.astype(np.float64))[None]).item()  # noqa: E731
     assert score(out) > score(y) + 3
+
+
+def test_bwe_with_a_blind_cutoff_estimates_the_filter_and_keeps_the_passband(tmp_path):
+    from cqtrestore.blind import BlindLowPass
+
+    rate = 44100
+    x = piano_like(4.0, rate)[:, 0].astype(np.float64)
+    lowpassed = BlindLowPass(2500.0, rate, slope_db=48.0)(torch.from_numpy(x[None]))[0].numpy()
+    source = tmp_path / "old.wav"
+    sf.write(source, lowpassed.astype(np.float32), rate, subtype="FLOAT")
+    result = run("bwe", source, "--cutoff", "blind", "--checkpoint", "debug", "--steps", "3")
+    assert result.exit_code == 0, result.output
+    assert "blind lowpass: starting from" in result.output
+    assert re.search(r"blind lowpass \(estimated: -3 dB at \d+ Hz, \d+ dB/octave\)", result.output)
+    out, _ = sf.read(tmp_path / "old.restored.wav")
+    freqs = np.fft.rfftfreq(x.size, 1 / rate)
+    band = freqs < 1000  # far below the cutoff: whatever the (untrained) prior does, y is kept there
+    spectrum_in, spectrum_out = np.fft.rfft(lowpassed)[band], np.fft.rfft(out)[band]
+    assert np.linalg.norm(spectrum_out - spectrum_in) / np.linalg.norm(spectrum_in) < 0.05
+    simulated = run("bwe", source, "--cutoff", "blind", "--simulate", "--checkpoint", "debug", "--force")
+    assert simulated.exit_code != 0 and "needs a known degradation" in simulated.output

@@ -1,0 +1,189 @@
+"""Blind bandwidth extension: a lowpass whose cutoff and slope nobody knows, estimated while sampling.
+
+BABE (Moliner, Elvander, Välimäki, "Blind audio bandwidth extension", ICASSP 2023) alternates, at every
+step of the sampler, a reconstruction step on the signal with gradient steps on the parameters φ of
+the filter toward  min_φ ‖y − h_φ ∗ x̂₀‖²,  x̂₀ = D(x, σ): the prior alone says what the missing band of
+clean audio looks like, and the filter is whatever maps that to the observation.
+
+The filter here is a zero-phase magnitude response of the Butterworth family with a real order n,
+
+    |H(f)| = (1 + (f / f_c)^(2n))^(−1/2):  −3 dB at the cutoff f_c, falling by 20·log10(2)·n ≈ 6.02·n dB
+    per octave above it,
+
+so a Butterworth lowpass of any order is one of its members and a steep FIR is one with a large n. φ =
+(log f_c, log n), updated by Adam. ``BlindLowPass`` is an ``Operator`` like the others: its projection
+is the regularised least-squares step (below), so the sampler can run data consistency with the current
+estimate; ``FilterEstimation`` wraps a denoiser to do the φ steps (the sampler knows nothing of it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from cqtrestore.operators import Operator, _check_sample_rate, _fast_fft_size
+
+DB_PER_ORDER = 20 * math.log10(2)  # dB per octave per unit of Butterworth order: 6.02
+SLOPE_RANGE_DB = (1.5, 240.0)  # dB/octave the estimate may take
+REGULARISATION = 1e-2  # λ of the projection: bands where H² ≪ λ keep the estimate, H² ≫ λ take y / H
+
+
+class FilterState:
+    """The unknowns φ = (log f_c, log n) shared by every view of one blind filter, with their optimiser."""
+
+    def __init__(self, cutoff_hz: float, slope_db: float, learning_rate: float) -> None:
+        with torch.inference_mode(False):
+            self.log_cutoff = torch.tensor(math.log(cutoff_hz), dtype=torch.float64, requires_grad=True)
+            order = slope_db / DB_PER_ORDER
+            self.log_order = torch.tensor(math.log(order), dtype=torch.float64, requires_grad=True)
+            self.optimiser = torch.optim.Adam([self.log_cutoff, self.log_order], lr=learning_rate)
+        self.steps = 0
+        self.history: list[tuple[float, float, float]] = []  # (cutoff Hz, slope dB/oct, loss) per fit
+
+
+class BlindLowPass(Operator):
+    """A lowpass of unknown cutoff and slope (BABE): |H(f)| = (1 + (f/f_c)^(2n))^(−1/2), zero phase, with
+    f_c and n estimated jointly with the signal (``FilterEstimation``); starts from ``cutoff_hz`` (for
+    example today's detector, ``--cutoff auto``) and ``slope_db`` per octave. ``estimate=False``: a known
+    filter of this family (a Butterworth magnitude), held fixed."""
+
+    has_projection = True
+
+    def __init__(
+        self,
+        cutoff_hz: float,
+        sample_rate: int,
+        slope_db: float = 24.0,
+        learning_rate: float = 0.05,
+        regularisation: float = REGULARISATION,
+        estimate: bool = True,
+    ) -> None:
+        self.sample_rate = _check_sample_rate(sample_rate)
+        if not (math.isfinite(cutoff_hz) and 0 < cutoff_hz < self.sample_rate / 2):
+            raise ValueError(
+                f"blind lowpass: the starting cutoff must lie between 0 and {self.sample_rate / 2:g} Hz, "
+                f"got {cutoff_hz!r}"
+            )
+        low, high = SLOPE_RANGE_DB
+        if not (math.isfinite(slope_db) and low <= slope_db <= high):
+            raise ValueError(f"blind lowpass: the starting slope must lie in {low:g}..{high:g} dB/octave")
+        if not (math.isfinite(learning_rate) and learning_rate > 0):
+            raise ValueError(f"blind lowpass: learning rate must be > 0, got {learning_rate!r}")
+        if not (math.isfinite(regularisation) and regularisation > 0):
+            raise ValueError(f"blind lowpass: regularisation must be > 0, got {regularisation!r}")
+        self.regularisation = float(regularisation)
+        self.state = FilterState(float(cutoff_hz), float(slope_db), float(learning_rate))
+        self.estimate = bool(estimate)  # False: a known filter of this family, never re-estimated
+
+    def at_rate(self, sample_rate: int) -> BlindLowPass:
+        """The same filter (the same unknowns, shared: an estimate made at one rate holds at the other)."""
+        if sample_rate == self.sample_rate:
+            return self
+        view = object.__new__(BlindLowPass)
+        view.sample_rate, view.regularisation, view.state = int(sample_rate), self.regularisation, self.state
+        view.estimate = self.estimate
+        return view
+
+    @property
+    def needs_estimate(self) -> bool:
+        """True until the unknowns have been estimated (never for a known filter)."""
+        return self.estimate and not self.state.steps
+
+    def _settings(self) -> object:
+        return (id(self.state), self.sample_rate, self.regularisation)
+
+    @property
+    def cutoff_hz(self) -> float:
+        """The current estimate of the −3 dB cutoff."""
+        return math.exp(float(self.state.log_cutoff.detach()))
+
+    @property
+    def slope_db(self) -> float:
+        """The current estimate of the slope above the cutoff, dB per octave."""
+        return math.exp(float(self.state.log_order.detach())) * DB_PER_ORDER
+
+    def estimated_response(self) -> tuple[float, float]:
+        """(cutoff in Hz at −3 dB, slope in dB per octave) as estimated so far."""
+        return self.cutoff_hz, self.slope_db
+
+    def response(
+        self, n_fft: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+    ) -> Tensor:
+        """|H| on the rfft bins of ``n_fft`` points (differentiable in the unknowns)."""
+        freqs = torch.fft.rfftfreq(n_fft, 1 / self.sample_rate, dtype=torch.float64, device=device)
+        log_ratio = torch.log(freqs.clamp_min(1e-3)) - self.state.log_cutoff.to(device)
+        power = torch.exp(2 * self.state.log_order.to(device).exp() * log_ratio).clamp_max(1e30)
+        return (1 + power).rsqrt().to(dtype)
+
+    def _filter(self, x: Tensor, gain: Tensor) -> Tensor:
+        """x times ``gain`` in the frequency domain, zero-padded to at least twice its length."""
+        length = x.shape[-1]
+        n_fft = gain.shape[-1] * 2 - 2
+        return torch.fft.irfft(torch.fft.rfft(x, n_fft) * gain, n_fft)[..., :length]
+
+    def _n_fft(self, length: int) -> int:
+        size = _fast_fft_size(2 * length)
+        return size if size % 2 == 0 else _fast_fft_size(size + 1)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """y = h ∗ x with the current estimate (zero phase; samples outside x count as zeros)."""
+        with torch.no_grad():
+            gain = self.response(self._n_fft(x.shape[-1]), x.dtype, x.device)
+        return self._filter(x, gain)
+
+    def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
+        """x̂ + G (y − H x̂) per frequency, G = H / (H² + λ(1 − H²)): the least-squares step toward y,
+        damped where the filter has removed the band: exactly y where H = 1, exactly x̂ where H = 0."""
+        with torch.no_grad():
+            gain = self.response(self._n_fft(x_hat.shape[-1]), x_hat.dtype, x_hat.device)
+        correction = gain / (gain.square() + self.regularisation * (1 - gain.square()))
+        return x_hat + self._filter(y - self(x_hat), correction)
+
+    def fit(self, x0: Tensor, y: Tensor, steps: int = 5) -> float:
+        """``steps`` Adam steps on φ toward min ‖y − h_φ ∗ x̂₀‖² (relative to ‖y‖²), x̂₀ held fixed; the
+        last loss. Bounds: cutoff 20 Hz to Nyquist, slope in SLOPE_RANGE_DB."""
+        state = self.state
+        with torch.inference_mode(False), torch.enable_grad():
+            x0 = x0.detach().clone().to(torch.float64)
+            y = y.detach().clone().to(torch.float64)
+            n_fft = self._n_fft(y.shape[-1])
+            x_spec, y_spec = torch.fft.rfft(x0, n_fft), torch.fft.rfft(y, n_fft)
+            energy = y_spec.abs().square().sum().clamp_min(1e-30)
+            for _ in range(steps):
+                state.optimiser.zero_grad()
+                loss = (y_spec - self.response(n_fft) * x_spec).abs().square().sum() / energy
+                loss.backward()
+                state.optimiser.step()
+                with torch.no_grad():
+                    state.log_cutoff.clamp_(math.log(20.0), math.log(0.999 * self.sample_rate / 2))
+                    low, high = (math.log(s / DB_PER_ORDER) for s in SLOPE_RANGE_DB)
+                    state.log_order.clamp_(low, high)
+                state.steps += 1
+        state.history.append((self.cutoff_hz, self.slope_db, float(loss)))
+        return float(loss)
+
+    def describe(self) -> str:
+        """One line, e.g. "blind lowpass (estimated: -3 dB at 2870 Hz, 31 dB/octave)"."""
+        shape = f"-3 dB at {self.cutoff_hz:.0f} Hz, {self.slope_db:.0f} dB/octave"
+        if not self.estimate:
+            return f"lowpass ({shape}, Butterworth magnitude)"
+        return f"blind lowpass ({'estimated' if self.state.steps else 'starting at'}: {shape})"
+
+
+class FilterEstimation:
+    """D(x, σ), then ``steps`` gradient steps of the blind filter toward y ≈ h ∗ D(x, σ) (BABE's
+    alternation); wrap the raw denoiser with it, and condition the result as for any operator."""
+
+    def __init__(self, denoiser, operator: BlindLowPass, y: Tensor, steps: int = 5) -> None:  # noqa: ANN001
+        if not isinstance(operator, BlindLowPass):
+            raise ValueError(f"filter estimation needs a blind lowpass, got {operator.describe()}")
+        if not operator.estimate:
+            raise ValueError(f"{operator.describe()} is a known filter: nothing to estimate")
+        self.denoiser, self.operator, self.y, self.steps = denoiser, operator, y, steps
+
+    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+        denoised = self.denoiser(x, sigma)
+        self.operator.fit(denoised, self.y, self.steps)
+        return denoised
