@@ -161,8 +161,8 @@ class BlindLowPass(Operator):
                     low, high = (math.log(s / DB_PER_ORDER) for s in SLOPE_RANGE_DB)
                     state.log_order.clamp_(low, high)
                 state.steps += 1
-        state.history.append((self.cutoff_hz, self.slope_db, float(loss)))
-        return float(loss)
+        state.history.append((self.cutoff_hz, self.slope_db, float(loss.detach())))
+        return float(loss.detach())
 
     def describe(self) -> str:
         """One line, e.g. "blind lowpass (estimated: -3 dB at 2870 Hz, 31 dB/octave)"."""

@@ -233,7 +233,7 @@ def karras_schedule(
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
-SOLVERS = ("heun", "dpmpp2m")
+SOLVERS = ("heun", "dpmpp2m", "ancestral")
 
 
 @dataclass(frozen=True)
@@ -248,7 +248,7 @@ class SamplerOptions:
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
-    solver: str = "heun"  # "heun" (Algorithm 2) or "dpmpp2m" (DPM-Solver++(2M))
+    solver: str = "heun"  # "heun" (Algorithm 2), "dpmpp2m" (DPM-Solver++(2M)) or "ancestral" (reverse SDE)
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -280,7 +280,7 @@ class SamplerOptions:
 
     @property
     def evaluations(self) -> int:
-        """Denoiser calls of one run: 2T − 1 for Heun (no correction at σ = 0), T for DPM-Solver++(2M)."""
+        """Denoiser calls of one run: 2T − 1 for Heun (no correction at σ = 0), else T."""
         return 2 * self.steps - 1 if self.solver == "heun" else self.steps
 
 
@@ -394,6 +394,35 @@ def sample_dpmpp_2m(
     return x
 
 
+@torch.no_grad()
+def sample_ancestral(
+    denoiser: DenoiserFn,
+    noise: Tensor,
+    sigmas: Tensor,
+    generator: Generators = None,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """Ancestral sampling of the reverse SDE (DDPM's posterior step, Ho et al. 2020, in EDM's σ): one call
+    per step, x_{i+1} = D_i + (σ_{i+1}/σ_i)²·(x_i − D_i) + σ_{i+1}·√(1 − (σ_{i+1}/σ_i)²)·ε, D_i = D(x_i; σ_i).
+
+    It samples p(x₀ | x_{σ_0}), the posterior of its own start (first order in the step). Churn does not:
+    it keeps the marginals p_σ but forgets where it started, so from a noisy observation y = x_{σ_0}
+    (hiss) it drifts toward the prior (measured on a Gaussian prior: tests/test_diffusion.py)."""
+    x = noise
+    for i in range(len(sigmas) - 1):
+        t_i, t_next = float(sigmas[i]), float(sigmas[i + 1])
+        # D_i = D(x_i; σ_i); the last step (σ_{i+1} = 0) lands on it.
+        denoised = denoiser(x, x.new_tensor(t_i))
+        ratio = (t_next / t_i) ** 2
+        # The mean of x_{i+1} given x_i and x₀ = D_i, plus the fresh noise of that conditional.
+        x = denoised + ratio * (x - denoised)
+        if t_next > 0:
+            x = x + t_next * math.sqrt(1 - ratio) * noise_like(x, generator)
+        if callback is not None:
+            callback(i, x, denoised, t_i)
+    return x
+
+
 def run_sampler(
     denoiser: DenoiserFn,
     x: Tensor,
@@ -402,8 +431,10 @@ def run_sampler(
     callback: StepCallback | None = None,
 ) -> Tensor:
     """The solver ``options`` names, over its schedule, from x ~ σ_0-noisy (pure noise, or a warm start)."""
-    solve = sample_heun if options.solver == "heun" else sample_dpmpp_2m
     sigmas = options.sigmas().to(x.device)
+    if options.solver == "ancestral":
+        return sample_ancestral(denoiser, x, sigmas, generator=generator, callback=callback)
+    solve = sample_heun if options.solver == "heun" else sample_dpmpp_2m
     return solve(denoiser, x, sigmas, generator=generator, callback=callback, **options.churn())
 
 

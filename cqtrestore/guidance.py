@@ -6,6 +6,8 @@
   (each window its own norm). Seen from the sampler's ODE this subtracts ξ(σ)·∇ from dx/dσ,
   which is the paper's eq. 4; it equals the reference code's score correction.
 - DC+RG: guidance first, then the projection.
+- None: the plain denoiser, for an observation that is itself a point of the diffusion (white hiss:
+  sampling starts from y at the noise's level, ``cqtrestore.noise``).
 - Cheaper guidance: ``rg_sigma_min`` > 0 applies the gradient step only at σ ≥ that level; below it
   the step is the projection alone (DC) in mode dc+rg, the plain denoiser in mode rg. RG needs a
   backward pass through the network and the transform (about 2.5x a DC evaluation on the CPU), and at
@@ -24,14 +26,15 @@ from torch import Tensor
 
 from cqtrestore.blind import BlindLowPass
 from cqtrestore.diffusion import DenoiserFn
+from cqtrestore.noise import Hiss
 from cqtrestore.operators import Compose, LowPass, Operator
 
-MODES = ("dc", "rg", "dc+rg")
+MODES = ("dc", "rg", "dc+rg", "none")  # none: the prior alone (a noisy y that sampling starts from)
 
 
 @dataclass(frozen=True)
 class GuidanceOptions:
-    """How to condition: ``mode`` one of 'dc', 'rg', 'dc+rg'; ``xi`` the RG step ξ'."""
+    """How to condition: ``mode`` one of 'dc', 'rg', 'dc+rg', 'none'; ``xi`` the RG step ξ'."""
 
     mode: str = "dc"
     xi: float = 0.35
@@ -80,7 +83,7 @@ class ReconstructionGuidance:
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             denoised = self.denoiser(x, sigma)
-            error = (self.y - self.operator(denoised)).pow(2).sum()
+            error = self.operator.residual(self.y, denoised).pow(2).sum()
             (grad,) = torch.autograd.grad(error, x)
         return denoised.detach(), grad
 
@@ -98,8 +101,11 @@ class ReconstructionGuidance:
 
 
 def default_guidance(operator: Operator, xi: float = 0.35) -> GuidanceOptions:
-    """Per task: bandwidth extension DC, inpainting and declipping DC+RG, a chain RG (no projection)."""
+    """Per task: bandwidth extension DC, inpainting and declipping DC+RG, a chain RG (no projection);
+    white hiss none, coloured hiss RG."""
     parts = operator.operators if isinstance(operator, Compose) else (operator,)
+    if isinstance(operator, Hiss):  # white: y is a point of the diffusion; coloured: the weighted likelihood
+        return GuidanceOptions("none" if operator.white_noise else "rg", xi)
     if not operator.has_projection:
         return GuidanceOptions("rg", xi)
     if all(isinstance(part, LowPass | BlindLowPass) for part in parts):
@@ -113,6 +119,8 @@ def guided_denoiser(
     denoiser: DenoiserFn, operator: Operator, y: Tensor, options: GuidanceOptions = GuidanceOptions()
 ) -> DenoiserFn:
     """The denoiser conditioned on y = A(x) as ``options`` say (a drop-in for the sampler)."""
+    if options.mode == "none":
+        return denoiser
     if options.mode == "dc":
         return DataConsistency(denoiser, operator, y)
     project = options.mode == "dc+rg"

@@ -45,6 +45,10 @@ class Operator(abc.ABC):
             f"{type(self).__name__} has no data-consistency projection; use reconstruction guidance"
         )
 
+    def residual(self, y: Tensor, x_hat: Tensor) -> Tensor:
+        """The misfit whose squared norm reconstruction guidance descends: y − A(x̂) (white noise)."""
+        return y - self(x_hat)
+
     @abc.abstractmethod
     def describe(self) -> str:
         """One line saying what the operator does."""

@@ -10,8 +10,8 @@ Long files stream through three passes with memory bounded by a few windows, wha
 
 Above the model's Nyquist frequency (11.025 kHz for the 22.05 kHz models) the model sees nothing. There
 the output keeps the input's own content (its part above the model band), except inside gaps (missing,
-so left empty) and when the degradation includes clipping (that band then holds mostly clipping
-distortion, so it is dropped). With gaps only, every observed input sample is copied to the output
+so left empty) and when the degradation includes clipping or hiss (that band then holds mostly clipping
+distortion or noise, so it is dropped). With gaps only, every observed input sample is copied to the output
 unchanged; with a lowpass, the output's band below the cutoff is the input's (data consistency).
 """
 
@@ -21,7 +21,7 @@ import contextlib
 import math
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,6 +34,7 @@ from cqtrestore import audio
 from cqtrestore.blind import BlindLowPass, FilterEstimation
 from cqtrestore.diffusion import Denoiser, Generators, SamplerOptions, noise_like, run_sampler
 from cqtrestore.guidance import GuidanceOptions, default_guidance, guided_denoiser
+from cqtrestore.noise import Hiss
 from cqtrestore.operators import Clip, Compose, Gap, Operator, stack
 from cqtrestore.warmstart import classical_estimate, has_estimate
 
@@ -110,18 +111,26 @@ def restore_segments(
     sampler begins from, noised to its σ_max (Chung et al. 2022), instead of pure noise."""
     sampler = sampler or SamplerOptions()
     guidance = guidance or default_guidance(operator)
-    x = noise_like(y, generator) * sampler.sigma_max
-    if start is not None:
-        x = x + start.to(x)
+    if isinstance(operator, Hiss):  # y already holds its noise: start from y, at the noise's level
+        sigma_start = operator.start_sigma(y.shape[-1], y)
+        if sigma_start <= 2 * sampler.sigma_min:
+            return y.clone()  # quieter than the sampler's finest step: nothing to remove
+        sampler = replace(sampler, sigma_max=sigma_start)
+        x = operator.top_up(y, noise_like(y, generator))
+    else:
+        x = noise_like(y, generator) * sampler.sigma_max
+        if start is not None:
+            x = x + start.to(x)
     conditioned = guided_denoiser(denoiser, operator, y, guidance)
-    with torch.inference_mode(guidance.mode == "dc"):
+    with torch.inference_mode(guidance.mode in ("dc", "none")):
         return run_sampler(conditioned, x, sampler, generator)
 
 
 def keeps_high_band(operator: Operator) -> bool:
-    """Whether the input's content above the model band goes to the output (not with clipping)."""
+    """Whether the input's content above the model band goes to the output (not with clipping, nor
+    with hiss: there it is mostly distortion or noise)."""
     parts = operator.operators if isinstance(operator, Compose) else (operator,)
-    return not any(isinstance(part, Clip) for part in parts)
+    return not any(isinstance(part, Clip | Hiss) for part in parts)
 
 
 def gap_ranges(operator: Operator) -> list[tuple[int, int]]:
@@ -456,9 +465,16 @@ class FileRun:
             clipped,
             operator.describe(),
             self.guidance,
-            self.options.sampler,
+            self._reported_sampler(),
             self.options.warm_start and has_estimate(self.model_operator),
         )
+
+    def _reported_sampler(self) -> SamplerOptions:
+        """The sampler as it ran: for hiss, from the noise's own level rather than the preset's σ_max."""
+        if isinstance(self._scaled, Hiss):
+            level = self._scaled.start_sigma(WINDOW, torch.zeros(1, dtype=torch.float64))
+            return replace(self.options.sampler, sigma_max=max(level, 2 * self.options.sampler.sigma_min))
+        return self.options.sampler
 
     def close(self) -> None:
         """Close the temporary files and remove the folder (safe to call twice)."""

@@ -15,12 +15,13 @@ from dataclasses import dataclass, replace
 from cqtrestore.blind import BlindLowPass
 from cqtrestore.diffusion import SamplerOptions
 from cqtrestore.guidance import GuidanceOptions, default_guidance
+from cqtrestore.noise import Hiss
 from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator, Stack
 from cqtrestore.warmstart import has_estimate
 
 QUALITIES = ("fast", "balanced", "best")
 DEFAULT_QUALITY = "balanced"
-TASKS = ("bwe", "inpaint", "declip", "composite")
+TASKS = ("bwe", "inpaint", "declip", "denoise", "composite")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Setting:
     rg_sigma_min: float = 0.0
 
 
+HISS_LEVEL = 1.0  # hiss: a placeholder, sampling starts from y at the noise's own level (cqtrestore.noise)
 BEST = Setting("heun", 35, None, s_churn=5.0)
 PRESETS: dict[str, dict[str, Setting]] = {
     "best": dict.fromkeys(TASKS, BEST),
@@ -56,12 +58,14 @@ PRESETS: dict[str, dict[str, Setting]] = {
         "bwe": Setting("dpmpp2m", 6, 0.2),
         "inpaint": Setting("dpmpp2m", 6, 0.05, rg_sigma_min=0.01),
         "declip": Setting("dpmpp2m", 6, 0.05, rg_sigma_min=0.01),
+        "denoise": Setting("dpmpp2m", 6, HISS_LEVEL),
         "composite": Setting("dpmpp2m", 12, None),
     },
     "fast": {
         "bwe": Setting("dpmpp2m", 4, 0.2),
         "inpaint": Setting("dpmpp2m", 4, 0.05, rg_sigma_min=0.01),
         "declip": Setting("dpmpp2m", 4, 0.05, rg_sigma_min=0.01),
+        "denoise": Setting("dpmpp2m", 4, HISS_LEVEL),
         "composite": Setting("dpmpp2m", 8, None),
     },
 }
@@ -71,7 +75,8 @@ def task_of(operator: Operator) -> str:
     """'bwe', 'inpaint' or 'declip' when every part of the operator is of that one kind, else 'composite'."""
     parts = operator.operators if isinstance(operator, Compose | Stack) else (operator,)
     flat = [p for part in parts for p in (part.operators if isinstance(part, Compose) else (part,))]
-    for task, kind in (("bwe", LowPass | BlindLowPass), ("inpaint", Gap), ("declip", Clip)):
+    kinds = (("bwe", LowPass | BlindLowPass), ("inpaint", Gap), ("declip", Clip), ("denoise", Hiss))
+    for task, kind in kinds:
         if flat and all(isinstance(part, kind) for part in flat):
             return task
     return "composite"
@@ -82,7 +87,7 @@ def resolve(quality: str, operator: Operator, xi: float = 0.35) -> Plan:
     if quality not in QUALITIES:
         raise ValueError(f"unknown quality {quality!r}: use one of {', '.join(QUALITIES)}")
     setting = PRESETS[quality][task_of(operator)]
-    warm = setting.sigma_start is not None and has_estimate(operator)
+    warm = (setting.sigma_start is not None or isinstance(operator, Hiss)) and has_estimate(operator)
     sampler = SamplerOptions(
         steps=setting.steps,
         sigma_max=setting.sigma_start if warm else 1.0,

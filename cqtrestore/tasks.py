@@ -6,6 +6,7 @@ The CLI parses strings and calls these; everything here raises ``ValueError`` (o
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -16,10 +17,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from cqtrestore import audio, detect, units
+from cqtrestore import audio, detect, noise, units
 from cqtrestore.blind import BlindLowPass
 from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
 from cqtrestore.metrics import lsd, si_sdr
+from cqtrestore.noise import Hiss
 from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator
 from cqtrestore.pipeline import WINDOW, FileReport, Progress, RestoreOptions, Restorer, gap_ranges
 from cqtrestore.quality import DEFAULT_QUALITY, resolve
@@ -106,6 +108,27 @@ def clip_operator(
         raise ValueError(f"{info.path.name}: does not look clipped; give --threshold, or --sdr to simulate")
     say(f"auto threshold: {found.describe()}")
     return Clip(found.threshold)
+
+
+def hiss_operator(
+    noise_level: float | None,
+    strength: float,
+    simulate: bool,
+    info: audio.AudioInfo,
+    samples: Loader,
+    say: Say,
+) -> Hiss:
+    """``--noise-level -50`` (white, dBFS RMS) or the noise estimated from the quietest frames, times
+    ``--strength``; ``--simulate`` adds that noise to a clean input, so it needs the level."""
+    if not (math.isfinite(strength) and strength > 0):
+        raise ValueError(f"--strength must be a number > 0, got {strength:g}")
+    if noise_level is not None:
+        return Hiss(Hiss.white(noise_level, info.sample_rate).estimate, info.sample_rate, strength)
+    if simulate:
+        raise ValueError("--simulate adds noise to a clean input: give its level with --noise-level")
+    estimate = noise.estimate_noise(samples(), info.sample_rate)
+    say(f"estimated {estimate.describe()}")
+    return Hiss(estimate, info.sample_rate, strength)
 
 
 def composite_operator(
@@ -294,7 +317,13 @@ def _note_level(input: Path, info: audio.AudioInfo, say: Say) -> None:
 def write_degraded(clean: np.ndarray, info: audio.AudioInfo, operator: Operator, path: Path) -> None:
     """Apply the operator to every channel of the clean input and write the result atomically."""
     x = torch.from_numpy(np.ascontiguousarray(clean.T, dtype=np.float64))
-    y = operator.at_rate(info.sample_rate)(x).numpy().T.astype(np.float32)
+    operator = operator.at_rate(info.sample_rate)
+    if isinstance(operator, Hiss):  # the noise is the degradation: draw it (seed 0) with its spectrum
+        white = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+        y = operator.noise(white).numpy().T + clean
+    else:
+        y = operator(x).numpy().T
+    y = y.astype(np.float32)
     fmt, subtype = audio.output_format(info, path)
     with audio.AtomicAudioWriter(path, info.sample_rate, info.channels, fmt, subtype) as writer:
         writer.write(y)

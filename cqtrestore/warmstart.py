@@ -18,6 +18,7 @@ from torch import Tensor
 from cqtrestore.aspade import aspade_declip
 from cqtrestore.baselines import lpc_inpaint
 from cqtrestore.blind import BlindLowPass
+from cqtrestore.noise import Hiss
 from cqtrestore.operators import Clip, Gap, LowPass, Operator, Stack
 
 
@@ -25,7 +26,7 @@ def has_estimate(operator: Operator) -> bool:
     """Whether ``classical_estimate`` has a method for this operator (every item's, for a stack)."""
     if isinstance(operator, Stack):
         return all(has_estimate(part) for part in operator.operators)
-    return isinstance(operator, LowPass | BlindLowPass | Gap | Clip)
+    return isinstance(operator, LowPass | BlindLowPass | Gap | Clip | Hiss)
 
 
 def classical_estimate(operator: Operator, y: Tensor) -> Tensor:
@@ -39,7 +40,7 @@ def classical_estimate(operator: Operator, y: Tensor) -> Tensor:
 
 
 def _estimate(operator: Operator, y: Tensor) -> Tensor:
-    if isinstance(operator, LowPass | BlindLowPass):
+    if isinstance(operator, LowPass | BlindLowPass | Hiss):
         return y.clone()  # the observed band; the missing one is left to the sampler (see above)
     if isinstance(operator, Gap):
         return lpc_inpaint(y, operator)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from cqtrestore.baselines import lpc_inpaint, noise_fill_bwe
@@ -48,3 +50,21 @@ def test_noise_fill_extends_the_envelope_and_keeps_the_passband():
     level = lambda s: log_power_spectrogram(s)[:, high].mean().item()  # noqa: E731
     assert abs(level(out) - level(x)) < 0.25  # within 2.5 dB of the true high band on average
     assert level(y) < level(x) - 5  # while the lowpassed input is far below it
+
+
+def test_the_wiener_baseline_keeps_a_tone_and_takes_out_most_of_the_hiss():
+    from cqtrestore.baselines import wiener_denoise
+    from cqtrestore.noise import Hiss
+
+    rate, n = 22050, 22050
+    rng = np.random.default_rng(0)
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)
+    hiss = 0.01 * rng.standard_normal(n)  # 17 dB SNR
+    density = Hiss.white(-40, rate).estimate
+    density = np.interp(np.fft.rfftfreq(2048, 1 / rate), density.freqs, density.density)
+    out = wiener_denoise(tone + hiss, density, rate)
+    before = 10 * np.log10(np.sum(tone**2) / np.sum(hiss**2))
+    after = 10 * np.log10(np.sum(tone**2) / np.sum((out - tone) ** 2))
+    assert after > before + 10  # a pure tone: nearly every bin is noise only
+    silence = wiener_denoise(hiss, density, rate)
+    assert np.std(silence) == pytest.approx(0.01 * 0.1, rel=0.3)  # noise alone: down to the -20 dB floor

@@ -370,3 +370,29 @@ def test_bwe_with_a_blind_cutoff_estimates_the_filter_and_keeps_the_passband(tmp
     assert np.linalg.norm(spectrum_out - spectrum_in) / np.linalg.norm(spectrum_in) < 0.05
     simulated = run("bwe", source, "--cutoff", "blind", "--simulate", "--checkpoint", "debug", "--force")
     assert simulated.exit_code != 0 and "needs a known degradation" in simulated.output
+
+
+def test_denoise_estimates_the_hiss_and_lowers_it(tmp_path):
+    rate = 22050
+    rng = np.random.default_rng(3)
+    x = piano_like(4.0, rate)[:, 0].astype(np.float64)
+    x[rate : 2 * rate] *= 0.01  # a quiet second, where the hiss shows
+    noisy = x + 10 ** (-40 / 20) * rng.standard_normal(x.size)
+    source = tmp_path / "hiss.wav"
+    sf.write(source, noisy.astype(np.float32), rate, subtype="FLOAT")
+    result = run("denoise", source, "--checkpoint", "debug", "--steps", "3")
+    assert result.exit_code == 0, result.output
+    found = re.search(r"estimated noise at (-?\d+\.\d) dBFS RMS, SNR (\d+\.\d) dB, white", result.output)
+    assert found and float(found.group(1)) == pytest.approx(-40, abs=2), result.output
+    assert "hiss (noise at" in result.output
+    out, _ = sf.read(tmp_path / "hiss.restored.wav")
+    assert out.shape == noisy.shape and np.all(np.isfinite(out))
+    given = run("denoise", source, "--noise-level", "-40", "--checkpoint", "debug", "--steps", "2", "--force")
+    assert given.exit_code == 0 and "estimated noise" not in given.output, given.output
+    for args, message in (
+        (["--noise-level", "3"], "noise level must be a negative number"),
+        (["--strength", "0"], "--strength must be a number > 0"),
+        (["--simulate"], "give its level with --noise-level"),
+    ):
+        bad = run("denoise", source, *args, "--checkpoint", "debug", "--force")
+        assert bad.exit_code != 0 and message in bad.output and "Traceback" not in bad.output, bad.output

@@ -1,0 +1,192 @@
+"""Hiss removal with the prior: additive stationary noise y = x + n of a spectrum estimated from the input.
+
+A noisy observation is already a point of the diffusion: with white noise of level σₙ, y is distributed as
+x + σₙ·ε, the state the sampler reaches at σ = σₙ. So sampling starts there, from y itself, and runs the
+steps below σₙ (no guidance is needed: the prior's posterior given x_σₙ = y is exactly p(x | y)). Coloured
+noise n ~ N(0, N(f)) is first topped up to white at the level of its loudest band, σ_start² = max N(f),
+by adding noise of spectrum σ_start² − N(f): the sum is again x + σ_start·ε. That throws away what y
+knew in the bands where the hiss was quieter, so those runs add reconstruction guidance with the
+likelihood's own weighting, ‖(y − x̂₀) / √N(f)‖² (``Hiss.residual``), to pull them back.
+
+The spectrum comes from the quietest frames of the input (``estimate_noise``), or from a level the user
+gives (``Hiss.white``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cqtrestore.operators import Operator, _check_sample_rate
+
+FRAME = 2048
+HOP = 512
+QUIET_FRACTION = 0.1  # the quietest tenth of the frames holds the noise estimate
+MIN_FRAMES = 8
+WHITE_WITHIN_DB = 6.0  # a noise spectrum flat within this (third octaves, 100 Hz-10 kHz) counts as white
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """A stationary noise spectrum: one-sided density (variance per Hz) on ``freqs`` (Hz), and the SNR."""
+
+    freqs: np.ndarray
+    density: np.ndarray
+    sample_rate: int
+    snr_db: float
+
+    @property
+    def rms(self) -> float:
+        """The noise's RMS level (linear, full scale 1)."""
+        area = np.sum((self.density[1:] + self.density[:-1]) / 2 * np.diff(self.freqs))
+        return math.sqrt(float(area))
+
+    @property
+    def spread_db(self) -> float:
+        """Loudest minus quietest third-octave band level, 100 Hz to 10 kHz (0 for white noise)."""
+        levels = _third_octave_levels(self.freqs, self.density)
+        return float(levels.max() - levels.min()) if levels.size else 0.0
+
+    @property
+    def white(self) -> bool:
+        """Flat within WHITE_WITHIN_DB: sampling from y needs no guidance."""
+        return self.spread_db <= WHITE_WITHIN_DB
+
+    def describe(self) -> str:
+        """One line for the user."""
+        kind = "white" if self.white else f"coloured (bands differ by {self.spread_db:.0f} dB)"
+        return (
+            f"noise at {20 * math.log10(max(self.rms, 1e-12)):.1f} dBFS RMS, SNR {self.snr_db:.1f} dB, {kind}"
+        )
+
+
+def estimate_noise(
+    audio: np.ndarray, sample_rate: int, quiet_fraction: float = QUIET_FRACTION
+) -> NoiseEstimate:
+    """The noise spectrum of (frames,) or (frames, channels) audio: the mean power of its quietest frames
+    (2048-point Hann, hop 512, channels averaged), smoothed over 9 bins; the SNR of the whole against it."""
+    mono = np.asarray(audio, dtype=np.float64)
+    mono = mono.mean(axis=1) if mono.ndim == 2 else mono
+    if mono.size < FRAME * 2:
+        raise ValueError(
+            f"the input is too short to estimate its noise ({mono.size} samples; need {FRAME * 2})"
+        )
+    if not 0 < quiet_fraction <= 1:
+        raise ValueError(f"quiet fraction must lie in (0, 1], got {quiet_fraction}")
+    window = np.hanning(FRAME + 1)[:FRAME]
+    starts = np.arange(0, mono.size - FRAME + 1, HOP)
+    power = np.abs(np.fft.rfft(np.stack([mono[s : s + FRAME] for s in starts]) * window, axis=1)) ** 2
+    energy = power.sum(axis=1)
+    count = max(MIN_FRAMES, int(quiet_fraction * len(starts)))
+    quiet = power[np.argsort(energy)[: min(count, len(starts))]].mean(axis=0)
+    kernel = np.ones(9) / 9
+    quiet = np.convolve(np.pad(quiet, 4, mode="edge"), kernel, mode="valid")
+    scale = 2 / (np.sum(window**2) * sample_rate)  # bin power -> one-sided density (variance per Hz)
+    density = quiet * scale
+    density[0] /= 2
+    noise, total = float(quiet.sum()), float(power.mean(axis=0).sum())
+    snr = 10 * math.log10(max(total - noise, 1e-30) / max(noise, 1e-30))
+    return NoiseEstimate(np.fft.rfftfreq(FRAME, 1 / sample_rate), density, int(sample_rate), snr)
+
+
+class Hiss(Operator):
+    """Additive stationary noise of a known spectrum: y = x + n, n ~ N(0, N(f)); A(x) = x (nothing is
+    removed: the noise is what the prior takes out). ``strength`` scales the noise's amplitude."""
+
+    has_projection = False
+
+    def __init__(self, estimate: NoiseEstimate, sample_rate: int, strength: float = 1.0) -> None:
+        self.sample_rate = _check_sample_rate(sample_rate)
+        if not (math.isfinite(strength) and strength > 0):
+            raise ValueError(f"noise strength must be a number > 0, got {strength!r}")
+        if not np.all(np.isfinite(estimate.density)) or np.any(estimate.density < 0):
+            raise ValueError("the noise spectrum must be finite and non-negative")
+        self.estimate, self.strength = estimate, float(strength)
+        self._cache: dict[tuple, Tensor] = {}
+
+    @classmethod
+    def white(cls, level_db: float, sample_rate: int) -> Hiss:
+        """White noise at ``level_db`` dBFS RMS (for example −50), as ``--noise-level`` gives it."""
+        if not (math.isfinite(level_db) and level_db < 0):
+            raise ValueError(f"noise level must be a negative number of dBFS, got {level_db!r}")
+        variance = 10 ** (level_db / 10)
+        freqs = np.array([0.0, sample_rate / 2])
+        density = np.full(2, variance / (sample_rate / 2))
+        return cls(NoiseEstimate(freqs, density, sample_rate, math.nan), sample_rate)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """A(x) = x: the noise is not part of the operator, only of the observation."""
+        return x
+
+    def at_rate(self, sample_rate: int) -> Hiss:
+        """The same noise density (per Hz) seen at another rate."""
+        return self if sample_rate == self.sample_rate else Hiss(self.estimate, sample_rate, self.strength)
+
+    def scaled(self, gain: float) -> Hiss:
+        """The noise of ``gain * y``."""
+        return Hiss(self.estimate, self.sample_rate, self.strength * abs(gain))
+
+    def _settings(self) -> object:
+        return (id(self.estimate), self.sample_rate, self.strength)
+
+    def bin_variance(self, length: int, like: Tensor) -> Tensor:
+        """E|N_k|² of the noise's unnormalised rfft over ``length`` samples, (length // 2 + 1,)."""
+        key = (length, like.dtype, like.device)
+        if key not in self._cache:
+            freqs = np.fft.rfftfreq(length, 1 / self.sample_rate)
+            density = np.interp(freqs, self.estimate.freqs, self.estimate.density)
+            variance = length * density * self.sample_rate / 2 * self.strength**2
+            self._cache[key] = torch.as_tensor(variance, dtype=like.dtype, device=like.device)
+        return self._cache[key]
+
+    def start_sigma(self, length: int, like: Tensor) -> float:
+        """σ_start: the white level that the loudest band of the noise reaches (sampling starts there)."""
+        return math.sqrt(float(self.bin_variance(length, like).max()) / length)
+
+    def top_up(self, y: Tensor, white: Tensor) -> Tensor:
+        """y plus ``white`` N(0, I) noise shaped to the spectrum σ_start² − N(f): then the noise in y is
+        white at σ_start (for white hiss nothing is added)."""
+        length = y.shape[-1]
+        missing = (length * self.start_sigma(length, y) ** 2 - self.bin_variance(length, y)).clamp_min(0)
+        return y + torch.fft.irfft(torch.fft.rfft(white) * (missing / length).sqrt(), length)
+
+    def noise(self, white: Tensor) -> Tensor:
+        """``white`` N(0, I) noise (batch, length) shaped to this spectrum: a draw of n."""
+        length = white.shape[-1]
+        variance = self.bin_variance(length, white)
+        return torch.fft.irfft(torch.fft.rfft(white) * (variance / length).sqrt(), length)
+
+    def residual(self, y: Tensor, x_hat: Tensor) -> Tensor:
+        """(y − x̂) whitened by the noise spectrum (scaled so that white noise leaves it unchanged): the
+        misfit whose squared norm is the likelihood's."""
+        length = y.shape[-1]
+        variance = self.bin_variance(length, y)
+        weight = (variance.max() / variance.clamp_min(variance.max() * 1e-6)).sqrt()
+        return torch.fft.irfft(torch.fft.rfft(y - x_hat) * weight, length)
+
+    @property
+    def white_noise(self) -> bool:
+        """Whether the spectrum counts as white (then no guidance is needed)."""
+        return self.estimate.white
+
+    def describe(self) -> str:
+        """One line, e.g. "hiss (noise at -52.0 dBFS RMS, SNR 23.1 dB, white)"."""
+        scale = f", strength {self.strength:g}" if self.strength != 1 else ""
+        return f"hiss ({self.estimate.describe()}{scale})"
+
+
+def _third_octave_levels(freqs: np.ndarray, density: np.ndarray) -> np.ndarray:
+    """Mean level in dB of each third-octave band from 100 Hz to 10 kHz that holds a bin."""
+    edges = 100 * 2 ** (np.arange(0, 21) / 3)  # 100 Hz to 10.2 kHz
+    levels = []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (freqs >= low) & (freqs < high)
+        if inside.any():
+            levels.append(10 * np.log10(max(float(np.mean(density[inside])), 1e-30)))
+        elif low < freqs[-1]:
+            levels.append(10 * np.log10(max(float(np.interp(math.sqrt(low * high), freqs, density)), 1e-30)))
+    return np.array(levels)

@@ -1,0 +1,137 @@
+"""Hiss: the noise estimate, the operator's spectra, and denoising on the exact Gaussian prior (Wiener)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gaussian_prior import GaussianPrior
+
+from cqtrestore.diffusion import SamplerOptions
+from cqtrestore.guidance import GuidanceOptions, default_guidance
+from cqtrestore.noise import Hiss, NoiseEstimate, estimate_noise
+from cqtrestore.pipeline import restore_segments
+from cqtrestore.quality import resolve, task_of
+
+SR = 22050
+
+
+def notes_with_rests(seconds: float = 6.0, seed: int = 0) -> np.ndarray:
+    """Decaying tones every 1.5 s with silent stretches between them."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    out = np.zeros_like(t)
+    for onset in np.arange(0, seconds, 1.5):
+        f0 = 220 * 2 ** (rng.integers(0, 24) / 12)
+        env = np.where((t >= onset) & (t < onset + 0.7), np.exp(-(t - onset) * 4), 0.0)
+        out += env * sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6))
+    return 0.1 * out / np.sqrt(np.mean(out**2))
+
+
+def pink(n: int, rng: np.random.Generator) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / SR)
+    return np.fft.irfft(spectrum / np.sqrt(np.maximum(freqs, 20.0)), n)
+
+
+def test_the_estimate_finds_the_level_and_whiteness_of_hiss_under_music():
+    rng = np.random.default_rng(1)
+    music = notes_with_rests()
+    hiss = 10 ** (-50 / 20) * rng.standard_normal(music.size)
+    estimate = estimate_noise(music + hiss, SR)
+    assert 20 * math.log10(estimate.rms) == pytest.approx(-50, abs=1.0)
+    assert estimate.white and estimate.spread_db < 3
+    assert estimate.snr_db == pytest.approx(10 * math.log10(np.mean(music**2) / np.mean(hiss**2)), abs=1.5)
+    coloured = pink(music.size, rng)
+    coloured *= 10 ** (-50 / 20) / coloured.std()
+    estimate = estimate_noise(music + coloured, SR)
+    assert not estimate.white and estimate.spread_db > 12  # 1/f power: 10 dB a decade, 100 Hz-10 kHz = 20
+    assert 20 * math.log10(estimate.rms) == pytest.approx(-50, abs=1.5)
+
+
+def test_too_short_an_input_is_refused():
+    with pytest.raises(ValueError, match="too short"):
+        estimate_noise(np.zeros(1000), SR)
+
+
+@pytest.mark.parametrize("level", [0.0, 3.0, float("nan")])
+def test_a_noise_level_must_be_negative_dbfs(level):
+    with pytest.raises(ValueError, match="noise level"):
+        Hiss.white(level, SR)
+
+
+def test_white_hiss_bin_variance_and_start_level_match_the_noise():
+    hiss = Hiss.white(-40, 44100)
+    length = 4096
+    white = torch.randn(2000, length, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    drawn = hiss.noise(white)
+    assert float(drawn.std()) == pytest.approx(0.01, rel=0.01)
+    measured = torch.fft.rfft(drawn).abs().square().mean(dim=0)
+    np.testing.assert_allclose(measured[1:-1], hiss.bin_variance(length, white)[1:-1], rtol=0.15)
+    assert hiss.start_sigma(length, white) == pytest.approx(0.01)
+    assert hiss.at_rate(SR).start_sigma(length, white) == pytest.approx(0.01 / math.sqrt(2))  # half the band
+    assert hiss.scaled(2.0).start_sigma(length, white) == pytest.approx(0.02)
+    assert torch.equal(hiss.top_up(drawn, white), drawn)  # white: nothing is added
+
+
+def test_topping_up_coloured_hiss_makes_it_white_at_its_loudest_band():
+    freqs = np.array([0.0, 1000.0, 11025.0])
+    estimate = NoiseEstimate(freqs, np.array([4e-8, 4e-8, 1e-9]), SR, math.nan)  # 16 dB quieter at the top
+    hiss = Hiss(estimate, SR)
+    length = 2048
+    generator = torch.Generator().manual_seed(0)
+    white = torch.randn(3000, length, generator=generator, dtype=torch.float64)
+    other = torch.randn(3000, length, generator=generator, dtype=torch.float64)
+    total = hiss.top_up(hiss.noise(white), other)
+    sigma = hiss.start_sigma(length, white)
+    assert sigma == pytest.approx(math.sqrt(4e-8 * SR / 2))
+    measured = torch.fft.rfft(total).abs().square().mean(dim=0) / length
+    np.testing.assert_allclose(measured[1:-1], sigma**2, rtol=0.1)
+    assert not hiss.white_noise and default_guidance(hiss).mode == "rg"
+    coloured = hiss.noise(white)
+    residual = hiss.residual(coloured, torch.zeros_like(coloured))  # the hiss whitened by N(f): flat
+    flat = torch.fft.rfft(residual[:, :length]).abs().square().mean(dim=0)
+    assert float(flat[-200:].mean() / flat[20:200].mean()) == pytest.approx(1.0, rel=0.15)
+
+
+def test_white_hiss_on_the_exact_gaussian_prior_gives_the_wiener_posterior():
+    """Sampling starts from y itself at σₙ (the first evaluation is the Wiener posterior mean
+    C(C + σₙ²I)⁻¹y), and ancestral sampling from there draws the posterior: the samples' mean is the
+    Wiener estimate and their spread the posterior's."""
+    prior = GaussianPrior(64)
+    generator = torch.Generator().manual_seed(0)
+    x = prior.draw(1, generator)
+    sigma_n = 0.03
+    hiss = Hiss(Hiss.white(20 * math.log10(sigma_n), SR).estimate, SR)
+    y = x + sigma_n * torch.randn(x.shape, generator=generator, dtype=torch.float64)
+    wiener = prior.cov @ torch.linalg.solve(prior.cov + sigma_n**2 * torch.eye(64, dtype=torch.float64), y[0])
+    calls = []
+
+    def recording(x_t, sigma):
+        calls.append((x_t.clone(), torch.as_tensor(sigma).clone()))
+        return prior.denoiser(x_t, sigma)
+
+    plan = resolve("balanced", hiss)
+    assert plan.warm_start and plan.guidance.mode == "none" and task_of(hiss) == "denoise"
+    restore_segments(recording, hiss, y, plan.guidance, plan.sampler, generator)
+    first_x, first_sigma = calls[0]
+    assert float(first_sigma.max()) == pytest.approx(sigma_n) and torch.equal(first_x, y)
+    torch.testing.assert_close(prior.denoiser(first_x, first_sigma)[0], wiener)
+    batch = y.expand(4000, -1).clone()
+    sampler = SamplerOptions(steps=200, solver="ancestral")
+    samples = restore_segments(prior.denoiser, hiss, batch, GuidanceOptions("none"), sampler, generator)
+    posterior_var = torch.diag(prior.cov - prior.cov @ torch.linalg.solve(
+        prior.cov + sigma_n**2 * torch.eye(64, dtype=torch.float64), prior.cov))  # fmt: skip
+    bias = (samples.mean(dim=0) - wiener) / posterior_var.sqrt()
+    assert float(bias.abs().max()) < 0.1
+    ratio = samples.var(dim=0) / posterior_var
+    assert 0.7 < float(ratio.mean()) < 1.3
+
+
+def test_hiss_below_the_finest_step_leaves_y_alone():
+    hiss = Hiss.white(-140, SR)
+    y = torch.randn(1, 256, dtype=torch.float64)
+    out = restore_segments(lambda x, s: 0 * x, hiss, y, GuidanceOptions("none"), SamplerOptions())
+    assert torch.equal(out, y)
