@@ -25,6 +25,9 @@ COLORMAP_ANCHORS = np.array(
 )  # fmt: skip
 REGION_COLOUR = (0, 200, 255)
 CUTOFF_COLOUR = (80, 255, 120)
+RESPONSE_COLOUR = (255, 255, 255)
+RESPONSE_WIDTH = 200  # columns of the filter-response curve, 0 dB at the right edge
+RESPONSE_DB = -60.0  # the level at the curve strip's left edge
 BACKGROUND = (24, 24, 24)
 TEXT_COLOUR = (225, 225, 225)
 REGION_BAR_ROWS = 5
@@ -157,9 +160,12 @@ def plot_comparison(
     width: int = 1024,
     db_range: float = 80.0,
     log_frequency: bool = False,
+    response: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Write stacked (title, audio, sample_rate) spectrograms on one shared dB scale as a PNG, each under a
-    title strip, with the same regions and cutoff marked on all; returns the image."""
+    title strip, with the same regions and cutoff marked on all, and a filter's ``response`` (Hz, dB)
+    drawn as a curve over the right edge of the first panel (0 dB at the edge, RESPONSE_DB at its
+    left); returns the image."""
     if not panels:
         raise ValueError("nothing to plot: give at least one (title, audio, sample_rate) panel")
     top = max(_loudest_db(audio, rate, height, width, log_frequency) for _, audio, rate in panels)
@@ -168,6 +174,8 @@ def plot_comparison(
         image = spectrogram_image(
             audio, rate, height, width, db_range, regions, cutoff_hz, log_frequency, top
         )
+        if response is not None and index == 0:
+            _draw_response(image, *response, rate, log_frequency)
         pieces += [_gap(PANEL_GAP_ROWS, width)] if index else []
         pieces += [_title_strip(_caption(title, audio, rate, log_frequency), width), image]
     rgb = np.concatenate(pieces, axis=0)
@@ -228,6 +236,23 @@ def _mark_frequency(rgb: np.ndarray, row: int | None) -> None:
     if row is not None:
         dashes = (np.arange(rgb.shape[1]) % 10) < 6
         rgb[row, dashes] = CUTOFF_COLOUR
+
+
+def _draw_response(
+    rgb: np.ndarray, freqs: np.ndarray, db: np.ndarray, sample_rate: int, log_frequency: bool
+) -> None:
+    """|H(f)| as a curve in the rightmost RESPONSE_WIDTH columns: one point per image row (its frequency),
+    at 0 dB on the right edge down to RESPONSE_DB at the strip's left; the 0 dB edge line dashed."""
+    height, width = rgb.shape[:2]
+    strip = min(RESPONSE_WIDTH, width)
+    edges = _row_edges(height, sample_rate, log_frequency, LOG_MIN_HZ)
+    centres = ((edges[:-1] + edges[1:]) / 2)[::-1]  # row 0 (top) is the highest frequency
+    level = np.interp(centres, freqs, db)
+    columns = width - 1 - np.rint(np.clip(level / RESPONSE_DB, 0, 1) * (strip - 1)).astype(np.int64)
+    rgb[(np.arange(height) % 6) < 3, width - 1] = RESPONSE_COLOUR
+    for row in range(height):
+        lo, hi = sorted((columns[row], columns[min(row + 1, height - 1)]))
+        rgb[row, lo : hi + 1] = RESPONSE_COLOUR
 
 
 def _caption(title: str, audio: np.ndarray, sample_rate: int, log_frequency: bool) -> str:

@@ -363,7 +363,15 @@ def _plot(job: Job, report: FileReport) -> None:
     gaps = [(a / job.info.sample_rate, b / job.info.sample_rate) for a, b in gap_ranges(job.operator)]
     parts = job.operator.operators if isinstance(job.operator, Compose) else (job.operator,)
     cutoff = next((part.cutoff_hz for part in parts if isinstance(part, LowPass | BlindLowPass)), None)
-    plot.plot_comparison(job.plot, panels, regions=gaps, cutoff_hz=cutoff)
+    blind = next((part for part in parts if isinstance(part, BlindLowPass)), None)
+    response = None
+    if blind is not None:  # the estimated |H(f)|, drawn over the input's panel
+        n_fft = 8192
+        gain = blind.response(n_fft).detach().numpy()
+        response = (np.fft.rfftfreq(n_fft, 1 / blind.sample_rate), 20 * np.log10(np.maximum(gain, 1e-12)))
+        label = f"input; estimated lowpass {blind.cutoff_hz:.0f} Hz, {blind.slope_db:.0f} dB/oct (curve)"
+        panels[0] = (label, *panels[0][1:])
+    plot.plot_comparison(job.plot, panels, regions=gaps, cutoff_hz=cutoff, response=response)
 
 
 # ---------------------------------------------------------------- the array API

@@ -170,3 +170,19 @@ def test_draw_text_stays_in_its_box():
     rows, columns = np.nonzero(canvas[..., 0])
     assert rows.min() >= 3 and rows.max() < 3 + 10 and columns.min() >= 2 and columns.max() < 2 + 4 * 8
     draw_text(canvas, "WIDE TEXT PAST THE EDGE", 30, 15)  # clipped, no error
+
+
+def test_a_filter_response_is_drawn_as_a_curve_at_the_right_of_the_first_panel(tmp_path):
+    freqs = np.linspace(0, SR / 2, 512)
+    db = np.where(freqs < 3000, 0.0, -60.0)  # a brick wall at 3 kHz: 0 dB below, -60 dB (strip's left) above
+    silent = np.zeros(SR)
+    image = plot_comparison(
+        tmp_path / "r.png", [("in", silent, SR), ("out", silent, SR)], response=(freqs, db)
+    )
+    title_rows, height, width = 14, 200, 1024
+    first, second = image[title_rows : title_rows + height], image[-height:]
+    white = np.all(first == (255, 255, 255), axis=-1)
+    low, high = frequency_row(1000.0, SR, height), frequency_row(8000.0, SR, height)
+    assert white[low, width - 1] and not white[low, width - 150 : width - 2].any()
+    assert white[high, width - 200] and not white[high, width - 150 : width - 2].any()
+    assert not np.all(second == (255, 255, 255), axis=-1).any()  # only on the input's panel
