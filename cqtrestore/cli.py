@@ -290,7 +290,10 @@ class _Common:
 def bwe(
     input: Path = INPUT,
     cutoff: str = typer.Option(
-        ..., "--cutoff", help="Cutoff of the input's lowpass: 3k, 3000, 3.5kHz or auto."
+        ...,
+        "--cutoff",
+        help="Cutoff of the input's lowpass: 3k, 3000, 3.5kHz, auto (found in the spectrum) or blind "
+        "(an unknown filter: cutoff and slope estimated while sampling, BABE).",
     ),
     output: Path | None = OUTPUT,
     checkpoint: str | None = CHECKPOINT,
@@ -393,6 +396,48 @@ def declip(
         common,
         lambda info, samples: tasks.clip_operator(threshold, sdr, info, samples, _say(common)),
         {"task": "declip", "threshold": threshold, "sdr": sdr},
+    )
+
+
+@app.command()
+def denoise(
+    input: Path = INPUT,
+    noise_level: float | None = typer.Option(
+        None,
+        "--noise-level",
+        help="The hiss's level in dBFS RMS (e.g. -50), taken as white; default: estimated from the "
+        "quietest frames.",
+    ),
+    strength: float = typer.Option(
+        1.0, "--strength", help="Scale the noise estimate's amplitude (0.5: remove less, 2: more)."
+    ),
+    output: Path | None = OUTPUT,
+    checkpoint: str | None = CHECKPOINT,
+    quality: str = QUALITY,
+    steps: int | None = STEPS,
+    mode: str | None = MODE,
+    xi: float = XI,
+    seed: int = SEED,
+    device: str = DEVICE,
+    batch_size: int | None = BATCH,
+    overlap: float = OVERLAP,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+    simulate: bool = SIMULATE,
+    plot: Path | None = PLOT,
+    format: str | None = FORMAT,
+    report: Path | None = REPORT,
+) -> None:
+    """Hiss removal: stationary noise, estimated from the quiet frames (or given), taken out by the prior."""
+    from cqtrestore import tasks
+
+    common = _Common(**_common(locals()))
+    _run(
+        common,
+        lambda info, samples: tasks.hiss_operator(
+            noise_level, strength, simulate, info, samples, _say(common)
+        ),
+        {"task": "denoise", "noise_level": noise_level, "strength": strength},
     )
 
 
@@ -635,6 +680,60 @@ def eval_command(
         ) from None
     err.print(f"{results.computed} items scored, {len(results.items) - results.computed} from the cache")
     typer.echo((out / "results.md").read_text())
+
+
+# ------------------------------------------------------------------ web page
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free one)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on: loopback unless --allow-remote."
+    ),
+    allow_remote: bool = typer.Option(
+        False,
+        "--allow-remote",
+        help="Allow a non-loopback --host: the page has no login, anyone reaching it can use it.",
+    ),
+    checkpoint: str | None = CHECKPOINT,
+    steps: int | None = typer.Option(
+        None,
+        "--steps",
+        help="Sampler steps of every job, overriding the --quality presets' (the page can set its own).",
+    ),
+    device: str = DEVICE,
+    max_mb: float = typer.Option(200.0, "--max-mb", help="Largest upload accepted, in MB."),
+    max_minutes: float = typer.Option(15.0, "--max-minutes", help="Longest upload accepted, in minutes."),
+) -> None:
+    """A local web page: drop a file, restore it, hear it before and after, download it (web extra)."""
+    try:
+        from cqtrestore import serve as web
+    except ImportError as error:
+        from rich.markup import escape
+
+        raise fail(
+            escape(f"the web page needs the 'web' extra: pip install 'cqtrestore[web]' ({error})")
+        ) from None
+    import contextlib
+
+    from rich.markup import escape
+
+    from cqtrestore.checkpoints import CheckpointError
+
+    try:
+        web.check_host(host, allow_remote)
+        limits = web.Limits(round(max_mb * 1e6), max_minutes * 60)
+        settings = web.ServeSettings(checkpoint, steps, device, limits)
+        loopback = None if allow_remote else (*web.LOOPBACK_NAMES, host)
+        page = web.create_app(settings, loopback, lambda message: err.print(message, highlight=False))
+        sock = web.listen(host, port)
+    except (CheckpointError, ValueError) as error:
+        raise fail(escape(str(error))) from None
+    typer.echo(f"cqtrestore page: {web.url_of(sock)}  (Ctrl-C stops it and deletes every upload and result)")
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn shuts down first, then passes Ctrl-C on
+        web.run(page, sock)
+    typer.echo("stopped: uploads and results deleted")
 
 
 # ------------------------------------------------------------------ checkpoints
