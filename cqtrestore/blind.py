@@ -23,6 +23,7 @@ import math
 import torch
 from torch import Tensor
 
+from cqtrestore.noise import Hiss
 from cqtrestore.operators import Operator, _check_sample_rate, _fast_fft_size
 
 DB_PER_ORDER = 20 * math.log10(2)  # dB per octave per unit of Butterworth order: 6.02
@@ -172,18 +173,34 @@ class BlindLowPass(Operator):
         return f"blind lowpass ({'estimated' if self.state.steps else 'starting at'}: {shape})"
 
 
-class FilterEstimation:
-    """D(x, σ), then ``steps`` gradient steps of the blind filter toward y ≈ h ∗ D(x, σ) (BABE's
-    alternation); wrap the raw denoiser with it, and condition the result as for any operator."""
+def blind_part(operator: Operator) -> BlindLowPass | None:
+    """The blind lowpass of an operator (itself, or a part of a chain), or None."""
+    parts = getattr(operator, "operators", (operator,))
+    return next((part for part in parts if isinstance(part, BlindLowPass)), None)
 
-    def __init__(self, denoiser, operator: BlindLowPass, y: Tensor, steps: int = 5) -> None:  # noqa: ANN001
-        if not isinstance(operator, BlindLowPass):
+
+class FilterEstimation:
+    """D(x, σ), then ``steps`` gradient steps of the blind filter toward y ≈ h ∗ B(D(x, σ)) (BABE's
+    alternation), B the parts of a chain before the filter (clipping); after it a chain may only add
+    noise (``Hiss``). Wrap the raw denoiser with it, and condition the result as for any operator."""
+
+    def __init__(self, denoiser, operator: Operator, y: Tensor, steps: int = 5) -> None:  # noqa: ANN001
+        blind = blind_part(operator)
+        if blind is None:
             raise ValueError(f"filter estimation needs a blind lowpass, got {operator.describe()}")
-        if not operator.estimate:
-            raise ValueError(f"{operator.describe()} is a known filter: nothing to estimate")
-        self.denoiser, self.operator, self.y, self.steps = denoiser, operator, y, steps
+        if not blind.estimate:
+            raise ValueError(f"{blind.describe()} is a known filter: nothing to estimate")
+        parts = list(getattr(operator, "operators", (operator,)))
+        index = parts.index(blind)
+        if any(not isinstance(part, Hiss) for part in parts[index + 1 :]):
+            raise ValueError("a blind lowpass can only be followed by hiss in a chain (not gaps or clipping)")
+        self.before = parts[:index]
+        self.denoiser, self.operator, self.y, self.steps = denoiser, blind, y, steps
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
         denoised = self.denoiser(x, sigma)
-        self.operator.fit(denoised, self.y, self.steps)
+        filtered_input = denoised
+        for part in self.before:
+            filtered_input = part(filtered_input)
+        self.operator.fit(filtered_input, self.y, self.steps)
         return denoised

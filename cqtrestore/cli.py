@@ -445,10 +445,15 @@ def denoise(
 def restore(
     input: Path = INPUT,
     lowpass: str | None = typer.Option(
-        None, "--lowpass", help="The input was lowpassed at this cutoff (or auto)."
+        None, "--lowpass", help="The input was lowpassed at this cutoff (or auto, or blind)."
     ),
     clip: str | None = typer.Option(None, "--clip", help="The input was clipped at this level (or auto)."),
     gap: list[str] = typer.Option([], "--gap", help="A missing time range, as for 'inpaint' (repeatable)."),
+    hiss: str | None = typer.Option(
+        None,
+        "--hiss",
+        help="The input carries hiss: auto (estimated from its quietest frames) or a level (-50).",
+    ),
     output: Path | None = OUTPUT,
     checkpoint: str | None = CHECKPOINT,
     quality: str = QUALITY,
@@ -466,14 +471,14 @@ def restore(
     format: str | None = FORMAT,
     report: Path | None = REPORT,
 ) -> None:
-    """Several degradations at once (clipped, then lowpassed, with gaps) through one composite operator."""
+    """Several degradations at once (clipped, then lowpassed, with gaps, with hiss) through one operator."""
     from cqtrestore import tasks
 
     common = _Common(**_common(locals()))
     _run(
         common,
-        lambda info, samples: tasks.composite_operator(lowpass, clip, gap, info, samples, _say(common)),
-        {"task": "restore", "lowpass": lowpass, "clip": clip, "gap": list(gap)},
+        lambda info, samples: tasks.composite_operator(lowpass, clip, gap, info, samples, _say(common), hiss),
+        {"task": "restore", "lowpass": lowpass, "clip": clip, "gap": list(gap), "hiss": hiss},
     )
 
 

@@ -413,6 +413,12 @@ class Compose(Operator):
             return super().project(x_hat, y)
         return self.operators[0].project(x_hat, y)
 
+    def residual(self, y: Tensor, x_hat: Tensor) -> Tensor:
+        """The last part's misfit of the earlier parts' output (a noise model ending a chain weights it)."""
+        for operator in self.operators[:-1]:
+            x_hat = operator(x_hat)
+        return self.operators[-1].residual(y, x_hat)
+
     def window(self, start: int, length: int) -> Compose:
         """Each part restricted to the window."""
         return Compose(*(operator.window(start, length) for operator in self.operators))

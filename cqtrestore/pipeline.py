@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from cqtrestore import audio
-from cqtrestore.blind import BlindLowPass, FilterEstimation
+from cqtrestore.blind import FilterEstimation, blind_part
 from cqtrestore.diffusion import Denoiser, Generators, SamplerOptions, noise_like, run_sampler
 from cqtrestore.guidance import GuidanceOptions, default_guidance, guided_denoiser
 from cqtrestore.noise import Hiss
@@ -121,9 +121,19 @@ def restore_segments(
         x = noise_like(y, generator) * sampler.sigma_max
         if start is not None:
             x = x + start.to(x)
+        hiss = _final_hiss(operator)
+        if hiss is not None:  # below the noise's level y says nothing more: guidance stops there
+            floor = hiss.start_sigma(y.shape[-1], y)
+            guidance = replace(guidance, rg_sigma_min=max(guidance.rg_sigma_min, floor))
     conditioned = guided_denoiser(denoiser, operator, y, guidance)
     with torch.inference_mode(guidance.mode in ("dc", "none")):
         return run_sampler(conditioned, x, sampler, generator)
+
+
+def _final_hiss(operator: Operator) -> Hiss | None:
+    """The noise model ending a chain, if any."""
+    last = operator.operators[-1] if isinstance(operator, Compose) else None
+    return last if isinstance(last, Hiss) else None
 
 
 def keeps_high_band(operator: Operator) -> bool:
@@ -184,7 +194,8 @@ class Restorer:
         """Begin restoring a file: pass 1 (resample to the model rate), and the estimate of a blind
         filter not yet estimated; ``restore_runs`` does the rest."""
         run = FileRun(self.sample_rate, Path(in_path), Path(out_path), operator, options, progress)
-        if isinstance(run.model_operator, BlindLowPass) and run.model_operator.needs_estimate:
+        blind = blind_part(run.model_operator)
+        if blind is not None and blind.needs_estimate:
             try:
                 self.estimate_filter(run)
             except BaseException:

@@ -138,18 +138,38 @@ def composite_operator(
     info: audio.AudioInfo,
     samples: Loader,
     say: Say,
+    hiss: str | None = None,
 ) -> Operator:
-    """``restore``: clipping, then lowpass, then gaps, as given (one operator if only one is given)."""
+    """``restore``: clipping, then lowpass, then gaps, then hiss, as given (one operator if only one is).
+    ``hiss``: ``auto`` (estimated from the quietest frames) or a level in dBFS."""
     parts: list[Operator] = []
     if clip is not None:
         parts.append(clip_operator(clip, None, info, samples, say))
     if lowpass is not None:
         parts.append(lowpass_operator(lowpass, info, samples, say))
     if gaps:
+        if lowpass is not None and lowpass.strip().lower() == "blind":
+            raise ValueError(
+                "--lowpass blind cannot be combined with --gap: its filter is estimated on gap-free windows; "
+                "estimate it first (bwe --cutoff blind), then give its cutoff"
+            )
         parts.append(gap_operator(gaps, info, samples, say))
+    if hiss is not None:
+        word = hiss.strip().lower()
+        level = None if word == "auto" else _negative_db(hiss)
+        parts.append(hiss_operator(level, 1.0, False, info, samples, say))
     if not parts:
-        raise ValueError("nothing to restore: give at least one of --lowpass, --clip, --gap")
+        raise ValueError("nothing to restore: give at least one of --lowpass, --clip, --gap, --hiss")
     return parts[0] if len(parts) == 1 else Compose(*parts)
+
+
+def _negative_db(text: str) -> float:
+    """A hiss level such as -50 (dBFS)."""
+    try:
+        value = float(text.strip().lower().removesuffix("dbfs").removesuffix("db"))
+    except ValueError:
+        raise ValueError(f"--hiss takes auto or a level in dBFS such as -50, got {text!r}") from None
+    return value
 
 
 def _positive_float(text: str, what: str) -> float:

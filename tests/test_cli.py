@@ -396,3 +396,43 @@ def test_denoise_estimates_the_hiss_and_lowers_it(tmp_path):
     ):
         bad = run("denoise", source, *args, "--checkpoint", "debug", "--force")
         assert bad.exit_code != 0 and message in bad.output and "Traceback" not in bad.output, bad.output
+
+
+def test_restore_an_old_recording_clipped_lowpassed_blind_and_hissy(tmp_path):
+    from cqtrestore.blind import BlindLowPass
+
+    rate = 22050
+    rng = np.random.default_rng(5)
+    x = piano_like(4.0, rate)[:, 0].astype(np.float64)
+    x[rate : 2 * rate] *= 0.01
+    old = BlindLowPass(3000.0, rate, slope_db=36.0)(torch.from_numpy(x[None]))[0].numpy()
+    old = np.clip(old, -0.1, 0.1) + 10 ** (-45 / 20) * rng.standard_normal(x.size)
+    source = tmp_path / "78rpm.wav"
+    sf.write(source, old.astype(np.float32), rate, subtype="FLOAT")
+    args = [
+        "restore",
+        source,
+        "--clip",
+        "0.1",
+        "--lowpass",
+        "blind",
+        "--hiss",
+        "auto",
+        "--checkpoint",
+        "debug",
+    ]
+    result = run(*args, "--steps", "2")
+    assert result.exit_code == 0, result.output
+    summary = next(line for line in result.output.splitlines() if line.startswith("wrote"))
+    assert (
+        "clip" in summary
+        and "then blind lowpass (estimated: " in summary
+        and "then hiss (noise at" in summary
+    )
+    assert sf.info(tmp_path / "78rpm.restored.wav").frames == x.size
+    bad = run("restore", source, "--lowpass", "blind", "--gap", "1:1.2", "--checkpoint", "debug", "--force")
+    assert (
+        bad.exit_code != 0 and "cannot be combined with --gap" in bad.output and "Traceback" not in bad.output
+    )
+    bad = run("restore", source, "--hiss", "loud", "--checkpoint", "debug", "--force")
+    assert bad.exit_code != 0 and "--hiss takes auto or a level" in bad.output

@@ -135,3 +135,26 @@ def test_hiss_below_the_finest_step_leaves_y_alone():
     y = torch.randn(1, 256, dtype=torch.float64)
     out = restore_segments(lambda x, s: 0 * x, hiss, y, GuidanceOptions("none"), SamplerOptions())
     assert torch.equal(out, y)
+
+
+def test_a_chain_ending_in_hiss_weights_its_misfit_and_stops_guidance_at_the_noise_level():
+    from cqtrestore.operators import Compose, LowPass
+
+    coloured = NoiseEstimate(np.array([0.0, 1000.0, 11025.0]), np.array([4e-8, 4e-8, 1e-9]), SR, math.nan)
+    hiss, lowpass = Hiss(coloured, SR), LowPass(3000, SR)
+    chain = Compose(lowpass, hiss)
+    generator = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(2, 1024, generator=generator, dtype=torch.float64) for _ in range(2))
+    torch.testing.assert_close(chain.residual(y, x), hiss.residual(y, lowpass(x)))
+    assert task_of(chain) == "composite" and default_guidance(chain).mode == "rg"
+    calls = []
+
+    def recording(x_t, sigma):
+        calls.append((float(torch.as_tensor(sigma).max()), torch.is_grad_enabled()))
+        return 0.5 * x_t
+
+    sampler = SamplerOptions(steps=8, s_churn=0.0, solver="dpmpp2m")
+    restore_segments(recording, chain, y.float(), GuidanceOptions("rg"), sampler, generator)
+    floor = hiss.start_sigma(1024, y)
+    assert any(s < floor for s, _ in calls) and any(s >= floor for s, _ in calls)
+    assert all(grad == (s >= floor) for s, grad in calls)  # RG above the noise's level, the prior below
