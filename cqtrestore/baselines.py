@@ -37,6 +37,10 @@ def noise_fill_bwe(y: Tensor, operator: LowPass, generator: torch.Generator | No
     design = torch.stack([torch.ones_like(log_f), log_f], dim=1)  # (bins, 2)
     log_mag = spec[:, fit].abs().clamp_min(1e-12).log()  # (batch, bins, frames)
     coef = torch.linalg.pinv(design) @ log_mag  # (batch, 2, frames)
+    # A rising line (a loud partial at the top of the band, silence under it) would grow without bound
+    # over the octaves it is carried: the envelope may stay level, never rise (measured from 1 kHz: output
+    # RMS up to 6e8 times the clean's before this).
+    coef = torch.cat([coef[:, :1], coef[:, 1:].clamp_max(0.0)], dim=1)
     # Mean log-magnitude of Gaussian noise sits γ/2 (Euler's γ) below its log RMS: add it back.
     line = coef[:, :1] + coef[:, 1:] * torch.log2(freqs[missing])[None, :, None] + EULER_GAMMA / 2
     # Shape the STFT of real white noise (a consistent STFT, unit expected power per bin) by that envelope.

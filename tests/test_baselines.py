@@ -68,3 +68,15 @@ def test_the_wiener_baseline_keeps_a_tone_and_takes_out_most_of_the_hiss():
     assert after > before + 10  # a pure tone: nearly every bin is noise only
     silence = wiener_denoise(hiss, density, rate)
     assert np.std(silence) == pytest.approx(0.01 * 0.1, rel=0.3)  # noise alone: down to the -20 dB floor
+
+
+def test_the_noise_fill_never_raises_the_envelope_above_the_band_it_continues():
+    """A loud partial at the top of the fitted octave over silence below it makes a rising line; carried
+    over the 3.5 octaves from 1 kHz to Nyquist it blew the output up (RMS 1e4-1e8 times the input's)."""
+    rate = 22050
+    t = torch.arange(rate, dtype=torch.float64) / rate
+    x = torch.sin(2 * math.pi * 850 * t) + 1e-3 * torch.sin(2 * math.pi * 520 * t)
+    op = LowPass(1000, rate)
+    y = op(x[None])
+    out = noise_fill_bwe(y, op, torch.Generator().manual_seed(0))
+    assert float(out.std()) < 1.5 * float(y.std())
