@@ -7,11 +7,13 @@ restored = cqtrestore.restore(audio, 44100, cqtrestore.LowPass(3000, 44100))
 from __future__ import annotations
 
 __version__ = "0.1.0.dev0"
-__all__ = ["Clip", "Compose", "Gap", "LowPass", "restore"]
+__all__ = ["BlindLowPass", "Clip", "Compose", "Gap", "Hiss", "LowPass", "restore"]
 
 _LAZY = {
     "restore": "cqtrestore.tasks",
     **{name: "cqtrestore.operators" for name in ("Clip", "Compose", "Gap", "LowPass")},
+    "BlindLowPass": "cqtrestore.blind",
+    "Hiss": "cqtrestore.noise",
 }
 
 

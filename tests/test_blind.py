@@ -160,3 +160,15 @@ def test_a_known_filter_of_the_family_is_never_estimated():
     assert blind.needs_estimate
     blind.fit(tone(300.0), tone(300.0), steps=1)
     assert not blind.needs_estimate and blind.describe().startswith("blind lowpass (estimated: ")
+
+
+def test_the_array_api_estimates_a_blind_lowpass_and_keeps_the_estimate_on_it():
+    import cqtrestore
+
+    x = StationaryPrior(3 * SR).draw(1, torch.Generator().manual_seed(2))[0]
+    y = BlindLowPass(2000.0, 44100, slope_db=48.0, estimate=False)(x[None])[0].numpy()
+    op = cqtrestore.BlindLowPass(3000.0, 44100)
+    out = cqtrestore.restore(y, 44100, op, checkpoint="debug", steps=2, device="cpu")
+    assert out.shape == y.shape and np.all(np.isfinite(out))
+    assert not op.needs_estimate and len(op.state.history) > 0
+    assert op.estimated_response() == pytest.approx(op.state.history[-1][:2])
