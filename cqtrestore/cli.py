@@ -406,7 +406,7 @@ def denoise(
         None,
         "--noise-level",
         help="The hiss's level in dBFS RMS (e.g. -50), taken as white; default: estimated from the "
-        "quietest frames.",
+        "input's quiet moments.",
     ),
     strength: float = typer.Option(
         1.0, "--strength", help="Scale the noise estimate's amplitude (0.5: remove less, 2: more)."
@@ -428,7 +428,7 @@ def denoise(
     format: str | None = FORMAT,
     report: Path | None = REPORT,
 ) -> None:
-    """Hiss removal: stationary noise, estimated from the quiet frames (or given), taken out by the prior."""
+    """Hiss removal: stationary noise, estimated from the quiet moments (or given), taken out by the prior."""
     from cqtrestore import tasks
 
     common = _Common(**_common(locals()))
@@ -452,7 +452,7 @@ def restore(
     hiss: str | None = typer.Option(
         None,
         "--hiss",
-        help="The input carries hiss: auto (estimated from its quietest frames) or a level (-50).",
+        help="The input carries hiss: auto (estimated from its quiet moments) or a level (-50).",
     ),
     output: Path | None = OUTPUT,
     checkpoint: str | None = CHECKPOINT,
@@ -643,6 +643,14 @@ def eval_command(
         help="Method to run (repeat; default all): degraded, noise-fill, a-spade, lpc, "
         "cqt-diff-dc, cqt-diff-rg, cqt-diff-dc+rg.",
     ),
+    metric: list[str] = typer.Option(
+        [],
+        "--metric",
+        help="Metric to compute (repeat; default lsd, si-sdr, sdr-gain): lsd, si-sdr, sdr-gain, "
+        "visqol (ViSQOL MOS-LQO, audio mode), note-f1 (note-onset F1 of Basic Pitch transcriptions, "
+        "also inside inpainting gaps); visqol and note-f1 need the 'metrics' extra and are skipped "
+        "without it.",
+    ),
     segments: int = typer.Option(8, help="How many segments to score per condition."),
     steps: int = typer.Option(35, help="Sampler steps T."),
     seed: int = typer.Option(0, help="Seed of the segments, gap positions and sampler noise."),
@@ -652,12 +660,13 @@ def eval_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Score CQT-Diff and baselines on clean audio with the paper's protocols (LSD, SI-SDR, SDR gain).
+    """Score CQT-Diff and baselines on clean audio with the paper's protocols (LSD, SI-SDR, ViSQOL, note F1).
 
     Writes results.md (mean ± 95% CI), results.csv (per item) and bar charts to --out; rerun to resume."""
     import torch
+    from rich.markup import escape
 
-    from cqtrestore.evaluate import EvalConfig, run_eval
+    from cqtrestore.evaluate import EvalConfig, metric_problems, run_eval
     from cqtrestore.tasks import pick_device
 
     torch.set_flush_denormal(True)
@@ -675,10 +684,15 @@ def eval_command(
             checkpoint=checkpoint,
             xi=xi,
             device=pick_device(device),
+            metrics=tuple(metric),
         )
+        problems = metric_problems(config.metrics)
+        if len(problems) < len(config.metrics):
+            for name, reason in problems.items():
+                err.print(f"warning: {name} skipped: {escape(reason)}", highlight=False)
         results = _with_progress(quiet, lambda progress: run_eval(config, clean_dir, out, progress))
     except ValueError as error:
-        raise fail(str(error)) from None
+        raise fail(escape(str(error))) from None
     except KeyboardInterrupt:
         raise fail(
             "interrupted: scored items are cached; run the same command again to resume", 130

@@ -5,6 +5,10 @@ and scaled to the training level. Each (condition, method, segment) is one item 
 to ``items.jsonl`` in the output folder as soon as its batch is done, so an interrupted run resumes
 where it stopped. Reports: ``results.csv`` (per item), ``results.md`` (rows methods, columns conditions,
 mean ± 95% confidence interval) and one bar chart PNG per metric. See docs/evaluation.md.
+
+Metrics (``EvalConfig.metrics``): LSD, SI-SDR and SDR gain by default; ViSQOL (``perceptual``) and
+note-onset F1 of transcriptions (``notes``) with the optional ``metrics`` extra. A cached item that lacks
+an asked-for score is restored and scored again; its new scores replace the old ones.
 """
 
 from __future__ import annotations
@@ -47,7 +51,14 @@ METRICS = {
     "sdr_gain": "SDR gain (dB)",
     "gap_lsd": "LSD in gap ±50 ms",
     "gap_si_sdr": "SI-SDR in gap ±50 ms (dB)",
+    "visqol": "ViSQOL MOS-LQO",
+    "note_f1": "Note-onset F1",
+    "gap_note_f1": "Note-onset F1 in gap ±50 ms",
 }
+# What --metric asks for -> the scores it adds to each item (inpainting: also the gap's, "gap_" + key).
+SCORES = {"lsd": "lsd", "si-sdr": "si_sdr", "sdr-gain": "sdr_gain", "visqol": "visqol", "note-f1": "note_f1"}
+DEFAULT_METRICS = ("lsd", "si-sdr", "sdr-gain")
+GAP_SCORES = ("lsd", "si_sdr", "note_f1")  # the scores also taken inside an inpainting gap ± 50 ms
 CACHE = "items.jsonl"
 Progress = Callable[[int, int], None]  # (items done, items in all)
 
@@ -77,12 +88,18 @@ class EvalConfig:
     checkpoint: str | None = None  # None: the default checkpoint
     xi: float = 0.35
     device: str = "cpu"
+    metrics: tuple[str, ...] = DEFAULT_METRICS  # names of SCORES; empty: the default ones
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise EvalError(f"unknown task {self.task!r}: use one of {', '.join(TASKS)}")
         for name in ("cutoffs", "sdrs", "gaps", "methods"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        names = tuple(dict.fromkeys(m.lower().replace("_", "-") for m in self.metrics)) or DEFAULT_METRICS
+        object.__setattr__(self, "metrics", names)
+        unknown = [m for m in names if m not in SCORES]
+        if unknown:
+            raise EvalError(f"unknown metric {unknown[0]!r}: use {', '.join(SCORES)}")
         self._check_conditions()
         unknown = [m for m in self.methods if m not in methods_for(self.task)]
         if unknown:
@@ -220,23 +237,84 @@ def sdr(reference: Tensor, estimate: Tensor) -> Tensor:
     return 10 * torch.log10(reference.pow(2).sum(-1).clamp_min(1e-20) / error)
 
 
-def score(clean: Tensor, degraded: Tensor, restored: Tensor, operators: Sequence[Operator]) -> list[dict]:
-    """Per-item scores: LSD, SI-SDR, SDR gain over the degraded input (and inside gaps ± 50 ms)."""
-    rows = [
-        {"lsd": a, "si_sdr": b, "sdr_gain": c}
-        for a, b, c in zip(
-            lsd(clean, restored).tolist(),
-            si_sdr(clean, restored).tolist(),
-            (sdr(clean, restored) - sdr(clean, degraded)).tolist(),
-            strict=True,
-        )
-    ]
+def metric_problems(metrics: Sequence[str]) -> dict[str, str]:
+    """The asked-for metrics that cannot run here (their optional package is missing), with the reason."""
+    from cqtrestore import notes, perceptual
+
+    checks = {"visqol": perceptual.unavailable, "note-f1": notes.unavailable}
+    problems = {m: checks[m]() for m in metrics if m in checks}
+    return {m: reason for m, reason in problems.items() if reason}
+
+
+def usable_metrics(config: EvalConfig) -> tuple[str, ...]:
+    """The config's metrics that can run here (EvalError when none can)."""
+    problems = metric_problems(config.metrics)
+    usable = tuple(m for m in config.metrics if m not in problems)
+    if not usable:
+        raise EvalError("; ".join(problems.values()))
+    return usable
+
+
+def score_keys(task: str, metrics: Sequence[str]) -> set[str]:
+    """The score keys each item of ``task`` gets from ``metrics``."""
+    keys = {SCORES[m] for m in metrics}
+    return keys | {f"gap_{k}" for k in keys if k in GAP_SCORES} if task == "inpaint" else keys
+
+
+def gap_window(op: Operator) -> tuple[int, int] | None:
+    """[lo, hi) samples of a gap operator's gaps ± 50 ms, or None for other operators."""
+    if not (isinstance(op, Gap) and op.ranges):
+        return None
+    return max(op.ranges[0][0] - GAP_MARGIN, 0), min(op.ranges[-1][1] + GAP_MARGIN, SEGMENT)
+
+
+def score(
+    clean: Tensor,
+    degraded: Tensor,
+    restored: Tensor,
+    operators: Sequence[Operator],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> list[dict]:
+    """Per-item scores of ``metrics``: LSD, SI-SDR, SDR gain over the degraded input, ViSQOL, note-onset
+    F1 (LSD, SI-SDR and F1 also inside gaps ± 50 ms)."""
+    columns: dict[str, list[float]] = {}
+    if "lsd" in metrics:
+        columns["lsd"] = lsd(clean, restored).tolist()
+    if "si-sdr" in metrics:
+        columns["si_sdr"] = si_sdr(clean, restored).tolist()
+    if "sdr-gain" in metrics:
+        columns["sdr_gain"] = (sdr(clean, restored) - sdr(clean, degraded)).tolist()
+    if "visqol" in metrics:
+        from cqtrestore.perceptual import visqol
+
+        columns["visqol"] = visqol(clean, restored, SAMPLE_RATE).tolist()
+    rows: list[dict] = [{} for _ in operators]
+    for key, values in columns.items():
+        for row, value in zip(rows, values, strict=True):
+            row[key] = value
     for row, op, x, x_hat in zip(rows, operators, clean, restored, strict=True):
-        if isinstance(op, Gap) and op.ranges:
-            lo, hi = max(op.ranges[0][0] - GAP_MARGIN, 0), min(op.ranges[-1][1] + GAP_MARGIN, SEGMENT)
-            row["gap_lsd"] = lsd(x[None, lo:hi], x_hat[None, lo:hi]).item()
-            row["gap_si_sdr"] = si_sdr(x[None, lo:hi], x_hat[None, lo:hi]).item()
+        window = gap_window(op)
+        if window is not None and "lsd" in metrics:
+            row["gap_lsd"] = lsd(x[None, slice(*window)], x_hat[None, slice(*window)]).item()
+        if window is not None and "si-sdr" in metrics:
+            row["gap_si_sdr"] = si_sdr(x[None, slice(*window)], x_hat[None, slice(*window)]).item()
+        if "note-f1" in metrics:
+            row.update(note_scores(x, x_hat, window))
     return rows
+
+
+def note_scores(clean: Tensor, restored: Tensor, window: tuple[int, int] | None) -> dict[str, float]:
+    """Note-onset F1 of the restored segment's transcription against the clean one's (and in ``window``)."""
+    from cqtrestore.notes import onset_f1, transcribe
+
+    threads = torch.get_num_threads()
+    reference = transcribe(clean.cpu().numpy(), SAMPLE_RATE, threads)
+    estimate = transcribe(restored.cpu().numpy(), SAMPLE_RATE, threads)
+    scores = {"note_f1": onset_f1(reference, estimate)}
+    if window is not None:
+        seconds = (window[0] / SAMPLE_RATE, window[1] / SAMPLE_RATE)
+        scores["gap_note_f1"] = onset_f1(reference, estimate, seconds)
+    return scores
 
 
 def run_method(
@@ -344,7 +422,8 @@ def run_eval(
     """Score every (condition, method, segment) not cached in ``out_dir``; write the reports there."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = read_cache(out_dir, config)
+    done, metrics = read_cache(out_dir, config), usable_metrics(config)
+    wanted = score_keys(config.task, metrics)
     clean = load_segments(clean_dir, config.segments, config.seed)
     total = len(config.conditions) * len(config.method_list) * config.segments
     denoiser, computed = None, 0
@@ -354,7 +433,7 @@ def run_eval(
             operators = operators_for(config.task, value, clean, config.seed)
             degraded = torch.cat([op(x[None]) for op, x in zip(operators, clean, strict=True)])
             for method in config.method_list:
-                todo = [i for i in range(config.segments) if (label, method, i) not in done]
+                todo = [i for i in range(config.segments) if not _complete(done, (label, method, i), wanted)]
                 if todo and method.startswith("cqt-diff") and denoiser is None:
                     denoiser = load_denoiser(config)
                 for first in range(0, len(todo), config.batch_size):
@@ -363,14 +442,15 @@ def run_eval(
                     seed = zlib.crc32(f"{config.seed}|{label}|{method}|{batch[0]}".encode())
                     restored = run_method(method, degraded[batch], ops, denoiser, config, seed)
                     for i, scores in zip(
-                        batch, score(clean[batch], degraded[batch], restored, ops), strict=True
+                        batch, score(clean[batch], degraded[batch], restored, ops, metrics), strict=True
                     ):
-                        done[(label, method, i)] = item = Item(label, method, i, scores)
+                        kept = done[(label, method, i)].scores if (label, method, i) in done else {}
+                        done[(label, method, i)] = item = Item(label, method, i, {**kept, **scores})
                         cache.write(json.dumps(asdict(item)) + "\n")
                     cache.flush()
                     computed += len(batch)
                     if progress is not None:
-                        progress(_count(done, config), total)
+                        progress(_count(done, config, wanted), total)
     items = [done[k] for k in _keys(config) if k in done]
     results = EvalResults(items, computed)
     results.files = write_reports(results, config, out_dir)
@@ -383,8 +463,13 @@ def _keys(config: EvalConfig) -> list[tuple[str, str, int]]:
     return [(c, m, i) for c in labels for m in config.method_list for i in range(config.segments)]
 
 
-def _count(done: dict, config: EvalConfig) -> int:
-    return sum(1 for key in _keys(config) if key in done)
+def _complete(done: dict[tuple[str, str, int], Item], key: tuple[str, str, int], wanted: set[str]) -> bool:
+    """Whether the item is cached with every score asked for (else it is restored and scored again)."""
+    return key in done and wanted <= done[key].scores.keys()
+
+
+def _count(done: dict, config: EvalConfig, wanted: set[str]) -> int:
+    return sum(1 for key in _keys(config) if _complete(done, key, wanted))
 
 
 # ---------------------------------------------------------------- reports

@@ -8,8 +8,8 @@ by adding noise of spectrum σ_start² − N(f): the sum is again x + σ_start·
 knew in the bands where the hiss was quieter, so those runs add reconstruction guidance with the
 likelihood's own weighting, ‖(y − x̂₀) / √N(f)‖² (``Hiss.residual``), to pull them back.
 
-The spectrum comes from the quietest frames of the input (``estimate_noise``), or from a level the user
-gives (``Hiss.white``).
+The spectrum comes from the quiet moments of each frequency bin of the input (``estimate_noise``: minimum
+statistics), or from a level the user gives (``Hiss.white``).
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
 
 from cqtrestore.operators import Operator, _check_sample_rate
 
 FRAME = 2048
 HOP = 512
-QUIET_FRACTION = 0.1  # the quietest tenth of the frames holds the noise estimate
-MIN_FRAMES = 8
+QUANTILE = 0.1  # minimum statistics: each bin's 10th-percentile power over the frames, unbiased
+MEDIAN_BINS = 31  # then a running median over 31 bins (330 Hz at 22.05 kHz)
 WHITE_WITHIN_DB = 6.0  # a noise spectrum flat within this (third octaves, 100 Hz-10 kHz) counts as white
 
 
@@ -64,27 +65,27 @@ class NoiseEstimate:
         )
 
 
-def estimate_noise(
-    audio: np.ndarray, sample_rate: int, quiet_fraction: float = QUIET_FRACTION
-) -> NoiseEstimate:
-    """The noise spectrum of (frames,) or (frames, channels) audio: the mean power of its quietest frames
-    (2048-point Hann, hop 512, channels averaged), smoothed over 9 bins; the SNR of the whole against it."""
+def estimate_noise(audio: np.ndarray, sample_rate: int, quantile: float = QUANTILE) -> NoiseEstimate:
+    """The noise spectrum of (frames,) or (frames, channels) audio by minimum statistics: per frequency
+    bin, the ``quantile`` of its power over the frames (2048-point Hann, hop 512, channels averaged),
+    which for noise alone (|N|² exponential) is −ln(1 − q) times its mean, so divided by that; then the
+    running median over MEDIAN_BINS bins. Music raises a bin only while a note sounds in it, so the quiet
+    moments of each bin give its noise, and the median across frequency drops the bins of partials that
+    sound all along (a held chord). The SNR is the whole against it."""
     mono = np.asarray(audio, dtype=np.float64)
     mono = mono.mean(axis=1) if mono.ndim == 2 else mono
     if mono.size < FRAME * 2:
         raise ValueError(
             f"the input is too short to estimate its noise ({mono.size} samples; need {FRAME * 2})"
         )
-    if not 0 < quiet_fraction <= 1:
-        raise ValueError(f"quiet fraction must lie in (0, 1], got {quiet_fraction}")
+    if not 0 < quantile < 1:
+        raise ValueError(f"noise quantile must lie in (0, 1), got {quantile}")
     window = np.hanning(FRAME + 1)[:FRAME]
     starts = np.arange(0, mono.size - FRAME + 1, HOP)
     power = np.abs(np.fft.rfft(np.stack([mono[s : s + FRAME] for s in starts]) * window, axis=1)) ** 2
-    energy = power.sum(axis=1)
-    count = max(MIN_FRAMES, int(quiet_fraction * len(starts)))
-    quiet = power[np.argsort(energy)[: min(count, len(starts))]].mean(axis=0)
-    kernel = np.ones(9) / 9
-    quiet = np.convolve(np.pad(quiet, 4, mode="edge"), kernel, mode="valid")
+    quiet = np.quantile(power, quantile, axis=0) / -math.log(1 - quantile)
+    half = MEDIAN_BINS // 2  # a running median over frequency: partials held all along are outliers
+    quiet = np.median(sliding_window_view(np.pad(quiet, half, mode="edge"), MEDIAN_BINS), axis=-1)
     scale = 2 / (np.sum(window**2) * sample_rate)  # bin power -> one-sided density (variance per Hz)
     density = quiet * scale
     density[0] /= 2

@@ -118,8 +118,8 @@ def hiss_operator(
     samples: Loader,
     say: Say,
 ) -> Hiss:
-    """``--noise-level -50`` (white, dBFS RMS) or the noise estimated from the quietest frames, times
-    ``--strength``; ``--simulate`` adds that noise to a clean input, so it needs the level."""
+    """``--noise-level -50`` (white, dBFS RMS) or the noise estimated from the input (minimum statistics),
+    times ``--strength``; ``--simulate`` adds that noise to a clean input, so it needs the level."""
     if not (math.isfinite(strength) and strength > 0):
         raise ValueError(f"--strength must be a number > 0, got {strength:g}")
     if noise_level is not None:
@@ -141,7 +141,7 @@ def composite_operator(
     hiss: str | None = None,
 ) -> Operator:
     """``restore``: clipping, then lowpass, then gaps, then hiss, as given (one operator if only one is).
-    ``hiss``: ``auto`` (estimated from the quietest frames) or a level in dBFS."""
+    ``hiss``: ``auto`` (estimated from the input) or a level in dBFS."""
     parts: list[Operator] = []
     if clip is not None:
         parts.append(clip_operator(clip, None, info, samples, say))
