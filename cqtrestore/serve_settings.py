@@ -13,6 +13,7 @@ TASK_NAMES = {
     "bwe": "bandwidth extension",
     "declip": "declipping",
     "inpaint": "inpainting",
+    "denoise": "hiss removal",
     "composite": "composite",
 }
 
@@ -33,8 +34,9 @@ class Limits:
 class JobRequest:
     """What the page asks for: the task and its settings as the command line would take them.
 
-    ``cutoff``: bwe's cutoff, or composite's lowpass (None: not lowpassed); ``threshold``: declip's, or
-    composite's clipping level (None: not clipped); ``gaps``: START:END texts, or ("auto",)."""
+    ``cutoff``: bwe's cutoff (a frequency, auto or blind), or composite's lowpass (None: not lowpassed);
+    ``threshold``: declip's, or composite's clipping level (None: not clipped); ``gaps``: START:END texts,
+    or ("auto",); ``hiss``: denoise's or composite's noise, auto or a level in dBFS (None: no hiss)."""
 
     task: str
     cutoff: str | None = None
@@ -43,6 +45,7 @@ class JobRequest:
     quality: str = "balanced"
     steps: int | None = None
     seed: int = 0
+    hiss: str | None = None
 
     @classmethod
     def from_json(cls, data: object) -> JobRequest:
@@ -63,6 +66,7 @@ class JobRequest:
             _text(data, "quality") or "balanced",
             _integer(data, "steps", 2),
             _integer(data, "seed", 0) or 0,
+            _text(data, "hiss"),
         )
 
     def build(self, say: tasks.Say) -> Callable[[audio.AudioInfo, tasks.Loader], Operator]:
@@ -77,8 +81,12 @@ class JobRequest:
             if not self.gaps:
                 raise ValueError("no gaps: drag over the waveform to mark each missing range, or choose auto")
             return lambda info, samples: tasks.gap_operator(self.gaps, info, samples, say)
+        if self.task == "denoise":
+            return lambda info, samples: tasks.composite_operator(
+                None, None, (), info, samples, say, self.hiss or "auto"
+            )
         return lambda info, samples: tasks.composite_operator(
-            self.cutoff, self.threshold, self.gaps, info, samples, say
+            self.cutoff, self.threshold, self.gaps, info, samples, say, self.hiss
         )
 
 

@@ -403,3 +403,21 @@ def test_serve_without_the_web_extra_says_how_to_install_it(monkeypatch):
     monkeypatch.delattr(cqtrestore, "serve")
     result = CliRunner().invoke(cli_app, ["serve"])
     assert result.exit_code == 2 and "pip install 'cqtrestore[web]'" in result.output
+
+
+def test_hiss_removal_and_a_blind_cutoff_from_the_page(client):
+    rng = np.random.default_rng(0)
+    samples = sf.read(io.BytesIO(tone_wav(2.0, subtype="FLOAT", cutoff=None)))[0]
+    noisy = samples + 10 ** (-45 / 20) * rng.standard_normal(samples.shape)
+    buffer = io.BytesIO()
+    sf.write(buffer, noisy.astype(np.float32), RATE, subtype="FLOAT", format="WAV")
+    status, _ = run_job(client, buffer.getvalue(), "hiss.wav", task="denoise", hiss="auto")
+    assert status["state"] == "done", status
+    assert any(note.startswith("estimated noise at") for note in status["notes"]), status["notes"]
+    assert dict(map(tuple, status["result"]["settings"]))["task"] == "hiss removal"
+    status, _ = run_job(client, buffer.getvalue(), "old.wav", task="bwe", cutoff="blind")
+    assert status["state"] == "done", status
+    assert "blind lowpass (estimated" in dict(map(tuple, status["result"]["settings"]))["degradation"]
+    reply = upload(client, buffer.getvalue(), "bad.wav")
+    bad = client.post("/api/jobs", json={"upload": reply.json()["upload"], "task": "denoise", "hiss": "loud"})
+    assert bad.status_code == 422 and "--hiss takes auto or a level" in bad.json()["error"]

@@ -194,9 +194,11 @@ function jobRequest() {
   if (chosen === "bwe") request.cutoff = $("cutoff").value;
   if (chosen === "declip") request.threshold = $("threshold").value;
   if (chosen === "inpaint") request.gaps = gapTexts();
+  if (chosen === "denoise") request.hiss = $("noise").value;
   if (chosen === "composite") {
     if ($("use-lowpass").checked) request.cutoff = $("lowpass").value;
     if ($("use-clip").checked) request.threshold = $("clip").value;
+    if ($("use-hiss").checked) request.hiss = $("hiss").value;
     if ($("use-gaps").checked) request.gaps = gapTexts();
   }
   return request;
