@@ -11,8 +11,10 @@ mapping (the conformance score of a file against itself); higher is better.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import resampy
@@ -61,10 +63,25 @@ def visqol_one(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) ->
         return float(_api().measure_from_arrays(ref, est, VISQOL_RATE).moslqo)
 
 
-def visqol(reference: Tensor, estimate: Tensor, sample_rate: int) -> Tensor:
-    """ViSQOL MOS-LQO per item (batch,) of estimates against references (batch, length), float64."""
-    scores = [
-        visqol_one(r.detach().cpu().double().numpy(), e.detach().cpu().double().numpy(), sample_rate)
-        for r, e in zip(reference, estimate, strict=True)
-    ]
+@contextlib.contextmanager
+def numba_threads(threads: int) -> Iterator[None]:
+    """Run visqol-python's parallel numba kernels on at most ``threads`` threads (numba's default: all)."""
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def visqol(reference: Tensor, estimate: Tensor, sample_rate: int, threads: int | None = None) -> Tensor:
+    """ViSQOL MOS-LQO per item (batch,) of estimates against references (batch, length), float64, on
+    ``threads`` threads (default: torch's count)."""
+    with numba_threads(threads or torch.get_num_threads()):
+        scores = [
+            visqol_one(r.detach().cpu().double().numpy(), e.detach().cpu().double().numpy(), sample_rate)
+            for r, e in zip(reference, estimate, strict=True)
+        ]
     return torch.tensor(scores, dtype=torch.float64)
