@@ -7,6 +7,7 @@ per item under runs/eval/CHECKPOINT/TASK, so an interrupted run resumes.
 
     python scripts/results.py                          # piano-small, 6 segments per condition
     python scripts/results.py --segments 2 --steps 4   # a quick look
+    python scripts/results.py --metrics lsd si-sdr sdr-gain   # without the [metrics] extra
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def evaluate(task: str, args: argparse.Namespace, out: Path) -> tuple[str, float
     command = [sys.executable, "-m", "cqtrestore", "eval", str(args.data), "--task", task, *TASKS[task]]
     command += ["--segments", str(args.segments), "--steps", str(args.steps), "--checkpoint", args.checkpoint]
     command += ["--batch-size", "1", "--device", "cpu", "--out", str(out.relative_to(ROOT)), "--quiet"]
+    for metric in args.metrics:
+        command += ["--metric", metric]
     began = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
     return " ".join(["cqtrestore", *command[3:]]), time.perf_counter() - began
@@ -77,6 +80,12 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=6)
     parser.add_argument("--steps", type=int, default=35)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=["lsd", "si-sdr", "sdr-gain", "visqol", "note-f1"],
+        help="cqtrestore eval --metric values (visqol and note-f1 need the [metrics] extra)",
+    )
     parser.add_argument("--page", type=Path, default=ROOT / "docs" / "results.md")
     args = parser.parse_args()
     out = ROOT / "runs" / "eval" / args.checkpoint
