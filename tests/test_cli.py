@@ -312,7 +312,7 @@ def test_eval_command_writes_the_table_and_resumes(tmp_path):
 @pytest.mark.parametrize(
     ("quality", "expected"),
     [
-        ("fast", "dpmpp2m, 6 steps from the classical estimate at σ 0.3"),
+        ("fast", "dpmpp2m, 4 steps from the classical estimate at σ 0.2"),
         ("best", "heun, 35 steps from noise"),
     ],
 )

@@ -272,7 +272,7 @@ def test_bad_job_settings_get_one_line_errors(client):
     described = upload(client, tone_wav()).json()
     post = lambda **body: client.post("/api/jobs", json={"upload": described["upload"], **body})  # noqa: E731
     cases = {
-        "unknown task 'denoise'": post(task="denoise"),
+        "unknown task 'restyle'": post(task="restyle"),
         "invalid frequency 'abc'": post(task="bwe", cutoff="abc"),
         "no gaps": post(task="inpaint"),
         "ends after the file": post(task="inpaint", gaps=["1.2:1.9"]),
