@@ -17,7 +17,7 @@ import json
 import math
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +28,13 @@ from cqtrestore import plot
 from cqtrestore.aspade import aspade_declip
 from cqtrestore.baselines import lpc_inpaint, noise_fill_bwe
 from cqtrestore.data import fixed_crops, scan_audio
-from cqtrestore.diffusion import Denoiser, SamplerOptions, sample_heun
-from cqtrestore.guidance import GuidanceOptions, guided_denoiser
+from cqtrestore.diffusion import Denoiser, SamplerOptions
+from cqtrestore.guidance import GuidanceOptions
 from cqtrestore.metrics import lsd, si_sdr
 from cqtrestore.operators import Clip, Gap, LowPass, Operator, stack
+from cqtrestore.pipeline import restore_segments
+from cqtrestore.quality import DEFAULT_QUALITY, QUALITIES, resolve
+from cqtrestore.warmstart import classical_estimate
 
 SEGMENT = 65536  # the paper's 2.97 s at 22.05 kHz
 SAMPLE_RATE = 22050
@@ -74,7 +77,8 @@ def methods_for(task: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What to evaluate: task, its conditions, methods, segments, sampler steps, seed, batching, prior."""
+    """What to evaluate: task, its conditions, methods, segments, quality preset (``steps`` overrides
+    its step count), seed, batching, prior."""
 
     task: str
     cutoffs: tuple[float, ...] = (1000.0, 3000.0)  # bwe: lowpass cutoffs in Hz
@@ -82,7 +86,8 @@ class EvalConfig:
     gaps: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)  # inpaint: gap lengths in seconds
     methods: tuple[str, ...] = ()  # empty: every method applicable to the task
     segments: int = 8
-    steps: int = 35
+    quality: str = DEFAULT_QUALITY  # the restore commands' presets (cqtrestore.quality): what users get
+    steps: int | None = None  # None: the preset's
     seed: int = 0
     batch_size: int = 4
     checkpoint: str | None = None  # None: the default checkpoint
@@ -109,8 +114,11 @@ class EvalConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise EvalError(f"{name.replace('_', ' ')} must be an integer >= {low}, got {value!r}")
+        if self.quality not in QUALITIES:
+            raise EvalError(f"unknown quality {self.quality!r}: use one of {', '.join(QUALITIES)}")
         try:
-            SamplerOptions(steps=self.steps)
+            if self.steps is not None:
+                SamplerOptions(steps=self.steps)
             GuidanceOptions(xi=self.xi)
         except ValueError as error:
             raise EvalError(str(error)) from None
@@ -141,7 +149,8 @@ class EvalConfig:
 
     def fingerprint(self) -> dict:
         """The settings that cached scores depend on (conditions and methods are part of each key)."""
-        return {k: getattr(self, k) for k in ("task", "segments", "steps", "seed", "checkpoint", "xi")}
+        names = ("task", "segments", "quality", "steps", "seed", "checkpoint", "xi")
+        return {k: getattr(self, k) for k in names}
 
 
 def condition_label(task: str, value: float) -> str:
@@ -339,28 +348,35 @@ def run_method(
             for row, op in zip(y, operators, strict=True)
         ]
         return torch.from_numpy(np.stack(rows)).to(y)
-    guidance = GuidanceOptions(method.removeprefix("cqt-diff-"), config.xi)
     generator = torch.Generator(config.device).manual_seed(seed)
     observed = y.to(config.device, torch.float32)
-    return (
-        sample_posterior(denoiser, stack(operators), observed, guidance, config.steps, generator).cpu().to(y)
-    )
+    return sample_posterior(denoiser, stack(operators), observed, method, config, generator).cpu().to(y)
 
 
 def sample_posterior(
     denoiser: Denoiser,
     operator: Operator,
     y: Tensor,
-    guidance: GuidanceOptions,
-    steps: int,
+    method: str,
+    config: EvalConfig,
     generator: torch.Generator,
 ) -> Tensor:
-    """Like ``pipeline.restore_segments`` but never in inference mode: the CQT caches its tables on first
-    use, and tables made in inference mode (as DC sampling there does) break a later RG run."""
-    sampler = SamplerOptions(steps=steps)
-    noise = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device) * sampler.sigma_max
-    conditioned = guided_denoiser(denoiser, operator, y, guidance)
-    return sample_heun(conditioned, noise, sampler.sigmas(), generator=generator, **sampler.churn())
+    """Restore y as ``cqtrestore bwe|inpaint|declip --quality Q --mode M`` would: the preset's sampler,
+    warm start and guidance schedule, the method's conditioning mode, ``config.steps`` if set."""
+    plan = resolve(config.quality, operator, config.xi)
+    guidance = replace(plan.guidance, mode=method.removeprefix("cqt-diff-"))
+    sampler = plan.sampler if config.steps is None else replace(plan.sampler, steps=config.steps)
+    start = classical_estimate(operator, y) if plan.warm_start else None
+    return restore_segments(denoiser, operator, y, guidance, sampler, generator, start)
+
+
+def sampler_description(config: EvalConfig) -> str:
+    """The sampler of the CQT-Diff methods in words, for the reports."""
+    operator = operators_for(config.task, config.conditions[0], torch.zeros(1, SEGMENT), config.seed)[0]
+    plan = resolve(config.quality, operator, config.xi)
+    steps = plan.sampler.steps if config.steps is None else config.steps
+    start = f"warm start at σ {plan.sampler.sigma_max:g}" if plan.warm_start else "from noise"
+    return f"quality {config.quality} ({plan.sampler.solver}, {steps} steps, {start})"
 
 
 # ---------------------------------------------------------------- the run
@@ -509,7 +525,7 @@ def write_markdown(results: EvalResults, config: EvalConfig, path: Path) -> Path
     text = [
         f"# {config.task} evaluation\n",
         f"{config.segments} segments of 2.97 s, seed {config.seed}, "
-        f"{config.steps} sampler steps, checkpoint {config.checkpoint or 'default'}.\n",
+        f"CQT-Diff: {sampler_description(config)}, checkpoint {config.checkpoint or 'default'}.\n",
     ]
     for metric in metrics_of(results):
         text += [

@@ -2,11 +2,13 @@
 
 CPU-sized protocol subset (the full one is `cqtrestore eval`'s defaults): bandwidth extension at 1 and
 3 kHz (DC), inpainting of 200-ms gaps (DC+RG against LPC), declipping at 1 dB SDR (RG and DC+RG
-against A-SPADE), on SEGMENTS 2.97-s segments of the corpus valid split, T = 35. Each evaluation caches
-per item under runs/eval/CHECKPOINT/TASK, so an interrupted run resumes.
+against A-SPADE), on SEGMENTS 2.97-s segments of each data folder (the corpus valid split and its
+held-out timbre), with the restore commands' default --quality preset. Each evaluation caches per item
+under runs/eval/CHECKPOINT-QUALITY/SPLIT/TASK, so an interrupted run resumes.
 
-    python scripts/results.py                          # piano-small, 6 segments per condition
-    python scripts/results.py --segments 2 --steps 4   # a quick look
+    python scripts/results.py                                  # piano-small, balanced, 8 segments
+    python scripts/results.py --data data/piano/valid data/piano/heldout
+    python scripts/results.py --segments 2 --tasks bwe         # a quick look
     python scripts/results.py --metrics lsd si-sdr sdr-gain   # without the [metrics] extra
 """
 
@@ -28,10 +30,12 @@ TASKS = {
 }  # fmt: skip
 
 
-def evaluate(task: str, args: argparse.Namespace, out: Path) -> tuple[str, float]:
+def evaluate(task: str, data: Path, args: argparse.Namespace, out: Path) -> tuple[str, float]:
     """Run one ``cqtrestore eval``; (its command line, wall seconds)."""
-    command = [sys.executable, "-m", "cqtrestore", "eval", str(args.data), "--task", task, *TASKS[task]]
-    command += ["--segments", str(args.segments), "--steps", str(args.steps), "--checkpoint", args.checkpoint]
+    command = [sys.executable, "-m", "cqtrestore", "eval", str(data), "--task", task, *TASKS[task]]
+    command += ["--segments", str(args.segments), "--quality", args.quality, "--checkpoint", args.checkpoint]
+    if args.steps is not None:
+        command += ["--steps", str(args.steps)]
     command += ["--batch-size", "1", "--device", "cpu", "--out", str(out.relative_to(ROOT)), "--quiet"]
     for metric in args.metrics:
         command += ["--metric", metric]
@@ -50,25 +54,31 @@ def describe(name: str) -> str:
         return ""
 
 
-def page(args: argparse.Namespace, runs: dict[str, tuple[str, float]], out: Path) -> str:
-    """docs/results.md: how it was made, then each task's tables (headings moved one level down)."""
+def page(args: argparse.Namespace, runs: dict[Path, dict[str, tuple[str, float]]], out: Path) -> str:
+    """docs/results.md: how it was made, then each split's and task's tables (headings moved down)."""
     git = ["git", "rev-parse", "--short", "HEAD"]
     revision = subprocess.run(git, capture_output=True, text=True, cwd=ROOT)
     lines = [
-        "# Results on the corpus valid split\n",
+        "# Results on the corpus valid split" + (" and the held-out timbre\n" if len(runs) > 1 else "\n"),
         f"Checkpoint `{args.checkpoint}`{describe(args.checkpoint)}, "
-        f"{args.segments} segments of 2.97 s per condition from `{args.data}`, T = {args.steps}, seed 0, "
+        f"{args.segments} segments of 2.97 s per condition from "
+        + ", ".join(f"`{data}`" for data in runs)
+        + f", `--quality {args.quality}`{'' if args.steps is None else f' with {args.steps} steps'}, seed 0, "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}, git `{revision.stdout.strip()}`, 2-core CPU. "
         "Metrics and baselines are defined in `docs/evaluation.md` (LSD: STFT 2048/512 Hann, log10 power, "
         "floor 1e-10; lower is better; SI-SDR and SDR gain in dB, higher is better); cells are mean ± 95% "
         "confidence interval. Made by `python scripts/results.py`; CPU-sized subset of the paper's "
         "protocols (the full grid is `cqtrestore eval`'s defaults).\n",
     ]
-    for task, (command, seconds) in runs.items():
-        lines.append(f"## {task}\n\n`{command}` ({seconds / 60:.0f} min)\n")
-        body = (out / task / "results.md").read_text().splitlines()
-        lines += ["#" + line if line.startswith("#") else line for line in body[1:]]
-        lines.append("")
+    deeper = "#" if len(runs) > 1 else ""
+    for data, tasks in runs.items():
+        if deeper:
+            lines.append(f"## {data.name}\n")
+        for task, (command, seconds) in tasks.items():
+            lines.append(f"{deeper}## {task}\n\n`{command}` ({seconds / 60:.0f} min)\n")
+            body = (out / data.name / task / "results.md").read_text().splitlines()
+            lines += [deeper + "#" + line if line.startswith("#") else line for line in body[1:]]
+            lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -76,9 +86,10 @@ def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--checkpoint", default="piano-small")
-    parser.add_argument("--data", type=Path, default=Path("data/piano/valid"))
-    parser.add_argument("--segments", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=35)
+    parser.add_argument("--data", type=Path, nargs="+", default=[Path("data/piano/valid")])
+    parser.add_argument("--segments", type=int, default=8)
+    parser.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"])
+    parser.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument(
         "--metrics",
@@ -88,8 +99,11 @@ def main() -> None:
     )
     parser.add_argument("--page", type=Path, default=ROOT / "docs" / "results.md")
     args = parser.parse_args()
-    out = ROOT / "runs" / "eval" / args.checkpoint
-    runs = {task: evaluate(task, args, out / task) for task in args.tasks}
+    out = ROOT / "runs" / "eval" / f"{args.checkpoint}-{args.quality}"
+    runs = {
+        data: {task: evaluate(task, data, args, out / data.name / task) for task in args.tasks}
+        for data in args.data
+    }
     args.page.write_text(page(args, runs, out))
     print(f"wrote {args.page}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -98,6 +99,7 @@ def test_methods_per_task():
         ({"task": "declip", "methods": ("cqt-diff-dc",)}, "does not apply"),
         ({"task": "bwe", "segments": 0}, "segments"),
         ({"task": "bwe", "steps": 1}, "steps"),
+        ({"task": "bwe", "quality": "paper"}, "unknown quality"),
         ({"task": "bwe", "cutoffs": ()}, "no conditions"),
     ],
 )
@@ -207,3 +209,38 @@ def test_eval_refuses_a_cache_of_other_weights_under_the_same_name(clean_dir, tm
     monkeypatch.setattr(evaluate, "checkpoint_digest", lambda c: "b" * 64)  # re-bundled under one name
     with pytest.raises(EvalError, match="other weights under the name 'debug'"):
         run_eval(config, clean_dir, out)
+
+
+@pytest.mark.parametrize("quality", ["fast", "best"])
+def test_eval_samples_as_the_restore_commands_preset_does(quality):
+    """A CQT-Diff method is the restore path with the preset's plan and the method's mode: same samples."""
+    from cqtrestore import evaluate
+    from cqtrestore.checkpoints import load_checkpoint
+    from cqtrestore.pipeline import restore_segments
+    from cqtrestore.quality import resolve
+    from cqtrestore.warmstart import classical_estimate
+
+    net, info = load_checkpoint("debug")
+    denoiser = info.denoiser(net).eval()
+    clean = evaluate.to_training_rms(noise(SEGMENT, seed=3))
+    config = EvalConfig(task="inpaint", gaps=(0.1,), quality=quality, steps=2 if quality == "best" else None)
+    (op,) = evaluate.operators_for("inpaint", 0.1, clean, 0)
+    y = op(clean).float()
+    got = evaluate.run_method("cqt-diff-dc", y, [op], denoiser, config, seed=7)
+    plan = resolve(quality, op)
+    sampler = plan.sampler if quality == "fast" else replace(plan.sampler, steps=2)
+    start = classical_estimate(op, y) if plan.warm_start else None
+    guidance = replace(plan.guidance, mode="dc")
+    want = restore_segments(denoiser, op, y, guidance, sampler, torch.Generator().manual_seed(7), start)
+    assert plan.warm_start == (quality == "fast")
+    torch.testing.assert_close(got, want)
+    assert not torch.equal(got, y)
+
+
+def test_eval_report_names_the_preset_and_a_new_quality_needs_a_new_folder(clean_dir, tmp_path):
+    config = EvalConfig(task="bwe", cutoffs=(3000,), methods=("degraded",), segments=1, quality="fast")
+    out = tmp_path / "out"
+    run_eval(config, clean_dir, out)
+    assert "quality fast (dpmpp2m, 4 steps, warm start at σ 0.2)" in (out / "results.md").read_text()
+    with pytest.raises(EvalError, match="different evaluation"):
+        run_eval(EvalConfig(task="bwe", cutoffs=(3000,), methods=("degraded",), segments=1), clean_dir, out)
