@@ -222,11 +222,14 @@ class EDMLoss:
 def karras_schedule(
     steps: int = 35, sigma_min: float = 1e-4, sigma_max: float = 1.0, rho: float = 13.0
 ) -> Tensor:
-    """σ_0 = σ_max > … > σ_{T−1} = σ_min, then σ_T = 0 (Karras et al. eq. 5; T+1 values, float64)."""
-    if steps < 2:
-        raise ValueError(f"steps must be at least 2, got {steps}")
+    """σ_0 = σ_max > … > σ_{T−1} = σ_min, then σ_T = 0 (Karras et al. eq. 5; T+1 values, float64). T = 1 is
+    [σ_max, 0]: one evaluation, the denoiser's posterior mean E[x | x_σmax] (Tweedie)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
     if not 0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    if steps == 1:
+        return torch.tensor([sigma_max, 0.0], dtype=torch.float64)
     i = torch.arange(steps, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sigmas = (hi + i / (steps - 1) * (lo - hi)) ** rho
@@ -253,8 +256,8 @@ class SamplerOptions:
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}: use one of {', '.join(SOLVERS)}")
-        if isinstance(self.steps, bool) or int(self.steps) != self.steps or not 2 <= self.steps <= 10_000:
-            raise ValueError(f"steps must be an integer from 2 to 10000, got {self.steps!r}")
+        if isinstance(self.steps, bool) or int(self.steps) != self.steps or not 1 <= self.steps <= 10_000:
+            raise ValueError(f"steps must be an integer from 1 to 10000, got {self.steps!r}")
         if not (math.isfinite(self.sigma_min) and math.isfinite(self.sigma_max)):
             raise ValueError("sigma_min and sigma_max must be finite")
         if not 0 < self.sigma_min < self.sigma_max:

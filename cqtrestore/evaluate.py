@@ -372,7 +372,12 @@ def sample_posterior(
 
 def sampler_description(config: EvalConfig) -> str:
     """The sampler of the CQT-Diff methods in words, for the reports."""
-    operator = operators_for(config.task, config.conditions[0], torch.zeros(1, SEGMENT), config.seed)[0]
+    value = config.conditions[0]
+    operator = {
+        "bwe": lambda: LowPass(value, SAMPLE_RATE),
+        "declip": lambda: Clip(1.0),  # the plan depends on the kind of operator, not on its level
+        "inpaint": lambda: gap_operator(value, SEGMENT, config.seed),
+    }[config.task]()
     plan = resolve(config.quality, operator, config.xi)
     steps = plan.sampler.steps if config.steps is None else config.steps
     start = f"warm start at σ {plan.sampler.sigma_max:g}" if plan.warm_start else "from noise"

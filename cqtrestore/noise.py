@@ -9,7 +9,8 @@ knew in the bands where the hiss was quieter, so those runs add reconstruction g
 likelihood's own weighting, ‖(y − x̂₀) / √N(f)‖² (``Hiss.residual``), to pull them back.
 
 The spectrum comes from the quiet moments of each frequency bin of the input (``estimate_noise``: minimum
-statistics), or from a level the user gives (``Hiss.white``).
+statistics, bounded by a straight floor in dB per octave that the reliable high bins fix), or from a level
+the user gives (``Hiss.white``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ HOP = 512
 QUANTILE = 0.1  # minimum statistics: each bin's 10th-percentile power over the frames, unbiased
 MEDIAN_BINS = 31  # then a running median over 31 bins (330 Hz at 22.05 kHz)
 WHITE_WITHIN_DB = 6.0  # a noise spectrum flat within this (third octaves, 100 Hz-10 kHz) counts as white
+FLOOR_QUANTILE = 0.1  # the floor line: a 10%-quantile regression of the bins' dB on log2 frequency
+FLOOR_FROM_HZ = 100.0  # ... over the bins from 100 Hz up (below, the line is held level)
+TILTS = np.arange(-90, 41) / 10  # candidate floor slopes, dB per octave (brown noise is -6)
+WHITE_TILT_DB = 1.5  # a floor this level (dB/octave; pink is -3) and flat around it is taken as white
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,12 @@ def estimate_noise(audio: np.ndarray, sample_rate: int, quantile: float = QUANTI
     which for noise alone (|N|² exponential) is −ln(1 − q) times its mean, so divided by that; then the
     running median over MEDIAN_BINS bins. Music raises a bin only while a note sounds in it, so the quiet
     moments of each bin give its noise, and the median across frequency drops the bins of partials that
-    sound all along (a held chord). The SNR is the whole against it."""
+    sound all along (a held chord). Below a few kHz a piano keeps some bins busy all the time, so that
+    spectrum is an upper bound there: it is capped by ``noise_floor``'s straight line (dB per octave) fitted
+    under it, which the sparse high bins hold at the noise's own level. Music still lifts the line's low
+    end a little (measured −0.2 to −1.4 dB/octave for white hiss under piano), so a spectrum whose line
+    is within WHITE_TILT_DB per octave of level and flat around it is taken as white, at its mean
+    level. The SNR is the whole against it."""
     mono = np.asarray(audio, dtype=np.float64)
     mono = mono.mean(axis=1) if mono.ndim == 2 else mono
     if mono.size < FRAME * 2:
@@ -87,11 +97,35 @@ def estimate_noise(audio: np.ndarray, sample_rate: int, quantile: float = QUANTI
     half = MEDIAN_BINS // 2  # a running median over frequency: partials held all along are outliers
     quiet = np.median(sliding_window_view(np.pad(quiet, half, mode="edge"), MEDIAN_BINS), axis=-1)
     scale = 2 / (np.sum(window**2) * sample_rate)  # bin power -> one-sided density (variance per Hz)
+    freqs = np.fft.rfftfreq(FRAME, 1 / sample_rate)
+    floor, tilt = noise_floor(freqs, quiet)
+    quiet = np.minimum(quiet, floor)
+    level = quiet / np.maximum(floor, 1e-300)  # what is left once the line's tilt is taken out
+    if abs(tilt) <= WHITE_TILT_DB and np.ptp(_third_octave_levels(freqs, level)) <= WHITE_WITHIN_DB:
+        quiet = np.full_like(quiet, quiet[1:].mean())
     density = quiet * scale
     density[0] /= 2
     noise, total = float(quiet.sum()), float(power.mean(axis=0).sum())
     snr = 10 * math.log10(max(total - noise, 1e-30) / max(noise, 1e-30))
-    return NoiseEstimate(np.fft.rfftfreq(FRAME, 1 / sample_rate), density, int(sample_rate), snr)
+    return NoiseEstimate(freqs, density, int(sample_rate), snr)
+
+
+def noise_floor(
+    freqs: np.ndarray, power: np.ndarray, quantile: float = FLOOR_QUANTILE
+) -> tuple[np.ndarray, float]:
+    """(The line on ``freqs``, its slope in dB/octave): the straight line in dB against log2 frequency (level and slope, the slope in TILTS) that the
+    ``quantile``-regression of ``power`` (> 0, per bin) gives over the bins from FLOOR_FROM_HZ up; held
+    level below. Bins count equally, so the many high bins, where noise alone sets the quiet power,
+    fix it, and the low bins that music keeps busy lie above it."""
+    used = freqs >= FLOOR_FROM_HZ
+    octaves, levels = np.log2(freqs[used]), 10 * np.log10(np.maximum(power[used], 1e-300))
+    residuals = levels[None] - TILTS[:, None] * octaves[None]  # (tilts, bins)
+    offsets = np.quantile(residuals, quantile, axis=1, keepdims=True)
+    error = residuals - offsets
+    loss = np.where(error >= 0, quantile * error, (quantile - 1) * error).sum(axis=1)  # check loss
+    best = int(np.argmin(loss))
+    octave = np.log2(np.maximum(freqs, FLOOR_FROM_HZ))
+    return 10 ** ((offsets[best, 0] + TILTS[best] * octave) / 10), float(TILTS[best])
 
 
 class Hiss(Operator):

@@ -53,8 +53,8 @@ class ServeSettings:
     keep: int = 4
 
     def __post_init__(self) -> None:
-        if self.steps is not None and not 2 <= self.steps <= 10_000:
-            raise ValueError(f"--steps must be an integer from 2 to 10000, got {self.steps}")
+        if self.steps is not None and not 1 <= self.steps <= 10_000:
+            raise ValueError(f"--steps must be an integer from 1 to 10000, got {self.steps}")
         if self.keep < 1:
             raise ValueError(f"results kept must be >= 1, got {self.keep}")
 

@@ -64,7 +64,7 @@ class JobRequest:
             _text(data, "threshold"),
             tuple(g for g in gaps if g.strip()),
             _text(data, "quality") or "balanced",
-            _integer(data, "steps", 2),
+            _integer(data, "steps", 1),
             _integer(data, "seed", 0) or 0,
             _text(data, "hiss"),
         )

@@ -415,3 +415,22 @@ def test_churn_from_a_noisy_start_forgets_it():
     the start (the loudest coordinate's mean is off by half a posterior deviation, its variance triples)."""
     bias, var_ratio, _ = _posterior_run("heun", 400, 20.0)
     assert float(bias[0].abs()) > 0.3 and float(var_ratio[0]) > 2.0
+
+
+@pytest.mark.parametrize("solver", ["heun", "dpmpp2m", "ancestral"])
+def test_one_step_is_the_posterior_mean_at_sigma_max(solver):
+    # T = 1: the schedule is [σ_max, 0], one evaluation landing on D(x, σ_max) = E[x | x_σmax] (Tweedie).
+    prior, calls = GaussianPrior(16), []
+
+    def counting(x, sigma):
+        calls.append(float(sigma))
+        return prior.denoiser(x, sigma)
+
+    options = SamplerOptions(steps=1, sigma_max=0.03, solver=solver, s_churn=0.0)
+    assert options.sigmas().tolist() == [0.03, 0.0] and options.evaluations == 1
+    x = torch.randn(2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.06
+    out = run_sampler(counting, x, options, torch.Generator().manual_seed(2))
+    assert calls == [0.03]
+    torch.testing.assert_close(out, prior.denoiser(x, 0.03))
+    with pytest.raises(ValueError, match="from 1 to 10000"):
+        SamplerOptions(steps=0)

@@ -98,7 +98,7 @@ def test_methods_per_task():
         ({"task": "inpaint", "gaps": (2.0,)}, "gap lengths"),
         ({"task": "declip", "methods": ("cqt-diff-dc",)}, "does not apply"),
         ({"task": "bwe", "segments": 0}, "segments"),
-        ({"task": "bwe", "steps": 1}, "steps"),
+        ({"task": "bwe", "steps": 0}, "steps"),
         ({"task": "bwe", "quality": "paper"}, "unknown quality"),
         ({"task": "bwe", "cutoffs": ()}, "no conditions"),
     ],
@@ -235,6 +235,14 @@ def test_eval_samples_as_the_restore_commands_preset_does(quality):
     assert plan.warm_start == (quality == "fast")
     torch.testing.assert_close(got, want)
     assert not torch.equal(got, y)
+
+
+@pytest.mark.parametrize("task", ["bwe", "declip", "inpaint"])
+def test_eval_report_describes_each_tasks_preset(task):
+    from cqtrestore.evaluate import sampler_description
+
+    text = sampler_description(EvalConfig(task=task))
+    assert text.startswith("quality balanced (dpmpp2m, 6 steps, warm start at σ")
 
 
 def test_eval_report_names_the_preset_and_a_new_quality_needs_a_new_folder(clean_dir, tmp_path):

@@ -277,7 +277,7 @@ def test_bad_job_settings_get_one_line_errors(client):
         "no gaps": post(task="inpaint"),
         "ends after the file": post(task="inpaint", gaps=["1.2:1.9"]),
         "unknown quality 'great'": post(task="bwe", cutoff="3k", quality="great"),
-        "steps must be a whole number >= 2": post(task="bwe", cutoff="3k", steps=1),
+        "steps must be a whole number >= 1": post(task="bwe", cutoff="3k", steps=0),
         "nothing to restore": post(task="composite"),
     }
     for expected, reply in cases.items():
@@ -387,7 +387,7 @@ def test_serve_command(monkeypatch):
     assert (
         unknown.exit_code == 2 and "no-such-prior" in unknown.output and len(unknown.output.splitlines()) == 1
     )
-    assert CliRunner().invoke(cli_app, ["serve", "--steps", "1", "--checkpoint", "debug"]).exit_code == 2
+    assert CliRunner().invoke(cli_app, ["serve", "--steps", "0", "--checkpoint", "debug"]).exit_code == 2
     assert len(served) == 1
 
 
