@@ -113,10 +113,12 @@ def estimate_noise(audio: np.ndarray, sample_rate: int, quantile: float = QUANTI
 def noise_floor(
     freqs: np.ndarray, power: np.ndarray, quantile: float = FLOOR_QUANTILE
 ) -> tuple[np.ndarray, float]:
-    """(The line on ``freqs``, its slope in dB/octave): the straight line in dB against log2 frequency (level and slope, the slope in TILTS) that the
-    ``quantile``-regression of ``power`` (> 0, per bin) gives over the bins from FLOOR_FROM_HZ up; held
-    level below. Bins count equally, so the many high bins, where noise alone sets the quiet power,
-    fix it, and the low bins that music keeps busy lie above it."""
+    """(The line on ``freqs``, its slope in dB/octave): the floor under ``power``, a line in dB vs log2 f.
+
+    Level and slope (the slope in TILTS) come from the ``quantile``-regression of ``power`` (> 0, per
+    bin) over the bins from FLOOR_FROM_HZ up; the line is held level below. Bins count equally, so
+    the many high bins, where noise alone sets the quiet power, fix it, and the low bins that music
+    keeps busy lie above it."""
     used = freqs >= FLOOR_FROM_HZ
     octaves, levels = np.log2(freqs[used]), 10 * np.log10(np.maximum(power[used], 1e-300))
     residuals = levels[None] - TILTS[:, None] * octaves[None]  # (tilts, bins)

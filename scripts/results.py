@@ -75,7 +75,8 @@ def page(args: argparse.Namespace, runs: dict[Path, dict[str, tuple[str, float]]
         if deeper:
             lines.append(f"## {data.name}\n")
         for task, (command, seconds) in tasks.items():
-            lines.append(f"{deeper}## {task}\n\n`{command}` ({seconds / 60:.0f} min)\n")
+            took = f"{seconds / 60:.0f} min of wall-clock, items cached by an earlier run not counted"
+            lines.append(f"{deeper}## {task}\n\n`{command}` ({took})\n")
             body = (out / data.name / task / "results.md").read_text().splitlines()
             lines += [deeper + "#" + line if line.startswith("#") else line for line in body[1:]]
             lines.append("")
