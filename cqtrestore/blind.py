@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -142,19 +143,23 @@ class BlindLowPass(Operator):
         correction = gain / (gain.square() + self.regularisation * (1 - gain.square()))
         return x_hat + self._filter(y - self(x_hat), correction)
 
-    def fit(self, x0: Tensor, y: Tensor, steps: int = 5) -> float:
+    def fit(self, x0: Tensor, y: Tensor, steps: int = 5, weight: Tensor | None = None) -> float:
         """``steps`` Adam steps on φ toward min ‖y − h_φ ∗ x̂₀‖² (relative to ‖y‖²), x̂₀ held fixed; the
-        last loss. Bounds: cutoff 20 Hz to Nyquist, slope in SLOPE_RANGE_DB."""
+        last loss. ``weight``: per rfft bin of ``fit_size(y)`` points (``noise_weight``), so that bins
+        where y is only noise do not count. Bounds: cutoff 20 Hz to Nyquist, slope in SLOPE_RANGE_DB."""
         state = self.state
         with torch.inference_mode(False), torch.enable_grad():
             x0 = x0.detach().clone().to(torch.float64)
             y = y.detach().clone().to(torch.float64)
             n_fft = self._n_fft(y.shape[-1])
             x_spec, y_spec = torch.fft.rfft(x0, n_fft), torch.fft.rfft(y, n_fft)
-            energy = y_spec.abs().square().sum().clamp_min(1e-30)
+            bins = torch.ones(()) if weight is None else weight.detach().to(torch.float64).cpu()
+            bins = bins.to(y_spec.device)
+            energy = (bins * y_spec.abs().square()).sum().clamp_min(1e-30)
             for _ in range(steps):
                 state.optimiser.zero_grad()
-                loss = (y_spec - self.response(n_fft) * x_spec).abs().square().sum() / energy
+                misfit = (y_spec - self.response(n_fft) * x_spec).abs().square()
+                loss = (bins * misfit).sum() / energy
                 loss.backward()
                 state.optimiser.step()
                 with torch.no_grad():
@@ -164,6 +169,10 @@ class BlindLowPass(Operator):
                 state.steps += 1
         state.history.append((self.cutoff_hz, self.slope_db, float(loss.detach())))
         return float(loss.detach())
+
+    def fit_size(self, length: int) -> int:
+        """The FFT size that ``fit`` uses for windows of ``length`` samples."""
+        return self._n_fft(length)
 
     def describe(self) -> str:
         """One line, e.g. "blind lowpass (estimated: -3 dB at 2870 Hz, 31 dB/octave)"."""
@@ -196,11 +205,35 @@ class FilterEstimation:
             raise ValueError("a blind lowpass can only be followed by hiss in a chain (not gaps or clipping)")
         self.before = parts[:index]
         self.denoiser, self.operator, self.y, self.steps = denoiser, blind, y, steps
+        hiss = [part for part in parts[index + 1 :] if isinstance(part, Hiss)]
+        self.weight = noise_weight(y, hiss, blind.fit_size(y.shape[-1])) if hiss else None
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
         denoised = self.denoiser(x, sigma)
         filtered_input = denoised
         for part in self.before:
             filtered_input = part(filtered_input)
-        self.operator.fit(filtered_input, self.y, self.steps)
+        self.operator.fit(filtered_input, self.y, self.steps, self.weight)
         return denoised
+
+
+def noise_weight(y: Tensor, hiss: list[Hiss], n_fft: int, width_hz: float = 100.0) -> Tensor:
+    """Per rfft bin of ``n_fft`` points, the share of y's power that is not hiss: 1 − 2·N(f)/S(f),
+    clipped to [0, 1], S the power of y's windows smoothed over ``width_hz``. Above the cutoff of a hissy
+    recording y is only noise: there the filter fit must not try to pass it (the noise would read as
+    passed signal and open the filter)."""
+    length, rate = y.shape[-1], hiss[0].sample_rate
+    power = torch.fft.rfft(y.detach().to(torch.float64).cpu(), n_fft).abs().square().mean(dim=0)
+    width = max(1, round(width_hz * n_fft / rate)) | 1
+    smooth = torch.nn.functional.avg_pool1d(
+        torch.nn.functional.pad(power[None, None], (width // 2, width // 2), mode="replicate"),
+        width,
+        stride=1,
+    )[0, 0]
+    freqs = np.fft.rfftfreq(n_fft, 1 / rate)
+    noise = np.zeros_like(freqs)
+    for part in hiss:  # E|N_k|² of each noise over the window's ``length`` samples
+        density = np.interp(freqs, part.estimate.freqs, part.estimate.density)
+        noise += length * density * rate / 2 * part.strength**2
+    share = 1 - 2 * torch.from_numpy(noise) / smooth.clamp_min(1e-30)
+    return share.clamp(0, 1).to(y.dtype).to(y.device)

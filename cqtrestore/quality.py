@@ -59,14 +59,14 @@ PRESETS: dict[str, dict[str, Setting]] = {
         "inpaint": Setting("dpmpp2m", 6, 0.05, rg_sigma_min=0.01),
         "declip": Setting("dpmpp2m", 6, 0.05, rg_sigma_min=0.01),
         "denoise": Setting("dpmpp2m", 6, HISS_LEVEL),
-        "composite": Setting("dpmpp2m", 12, None),
+        "composite": Setting("dpmpp2m", 8, 0.2, rg_sigma_min=0.01),
     },
     "fast": {
         "bwe": Setting("dpmpp2m", 4, 0.2),
         "inpaint": Setting("dpmpp2m", 4, 0.05, rg_sigma_min=0.01),
         "declip": Setting("dpmpp2m", 4, 0.05, rg_sigma_min=0.01),
         "denoise": Setting("dpmpp2m", 4, HISS_LEVEL),
-        "composite": Setting("dpmpp2m", 8, None),
+        "composite": Setting("dpmpp2m", 6, 0.2, rg_sigma_min=0.01),
     },
 }
 

@@ -6,7 +6,7 @@ the prior is measured against: linear prediction for gaps, A-SPADE for clipping.
 observation itself, not the spectral-envelope noise fill: measured on the piano prior (bench/sampler.py,
 docs/benchmarks.md), the noise fill's extrapolated envelope can be far too loud from 1 kHz (SI-SDR
 −40 dB on one of two valid segments after the warm start, against +10 dB from noise), and from 3 kHz it
-did not beat a start from noise either. Operators without one (chains, the identity) have no warm start.
+did not beat a start from noise either. A chain's estimate undoes its parts in reverse order (hiss: y itself).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from cqtrestore.aspade import aspade_declip
 from cqtrestore.baselines import lpc_inpaint
 from cqtrestore.blind import BlindLowPass
 from cqtrestore.noise import Hiss
-from cqtrestore.operators import Clip, Gap, LowPass, Operator, Stack
+from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator, Stack
 
 
 def has_estimate(operator: Operator) -> bool:
     """Whether ``classical_estimate`` has a method for this operator (every item's, for a stack)."""
-    if isinstance(operator, Stack):
+    if isinstance(operator, Stack | Compose):
         return all(has_estimate(part) for part in operator.operators)
     return isinstance(operator, LowPass | BlindLowPass | Gap | Clip | Hiss)
 
@@ -40,6 +40,10 @@ def classical_estimate(operator: Operator, y: Tensor) -> Tensor:
 
 
 def _estimate(operator: Operator, y: Tensor) -> Tensor:
+    if isinstance(operator, Compose):  # y = A_k(… A_1(x)): undo the last degradation first
+        for part in reversed(operator.operators):
+            y = _estimate(part, y)
+        return y
     if isinstance(operator, LowPass | BlindLowPass | Hiss):
         return y.clone()  # the observed band; the missing one is left to the sampler (see above)
     if isinstance(operator, Gap):

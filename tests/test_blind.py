@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from cqtrestore.blind import DB_PER_ORDER, BlindLowPass, FilterEstimation
+from cqtrestore.blind import DB_PER_ORDER, BlindLowPass, FilterEstimation, noise_weight
 from cqtrestore.diffusion import SamplerOptions
 from cqtrestore.guidance import GuidanceOptions, default_guidance
+from cqtrestore.noise import Hiss
+from cqtrestore.operators import Compose
 from cqtrestore.pipeline import restore_segments
 from cqtrestore.quality import resolve, task_of
 from cqtrestore.warmstart import classical_estimate, has_estimate
@@ -101,6 +103,58 @@ def test_fit_recovers_the_filter_from_the_clean_signal():
     cutoff, slope = op.estimated_response()
     assert cutoff == pytest.approx(2500.0, rel=0.02) and slope == pytest.approx(36.0, rel=0.1)
     assert op.state.history[-1][:2] == pytest.approx((cutoff, slope))
+
+
+def hissy(level: float, length: int = 16384) -> Hiss:
+    """White hiss of RMS ``level`` (per sample) at SR."""
+    return Hiss(Hiss.white(20 * math.log10(level), SR).estimate, SR)
+
+
+def test_the_noise_weight_drops_the_bins_where_y_is_only_hiss():
+    generator = torch.Generator().manual_seed(3)
+    prior = StationaryPrior(16384)
+    lowpass = BlindLowPass(2000.0, SR, slope_db=96.0)
+    n = 0.002 * torch.randn(2, 16384, generator=generator, dtype=torch.float64)
+    y = lowpass(prior.draw(2, generator)) + n
+    n_fft = lowpass.fit_size(16384)
+    weight = noise_weight(y, [hissy(0.002)], n_fft)
+    freqs = torch.fft.rfftfreq(n_fft, 1 / SR, dtype=torch.float64)
+    assert weight.shape == freqs.shape and float(weight.min()) >= 0 and float(weight.max()) <= 1
+    assert float(weight[(freqs > 3000)].max()) == 0.0  # only hiss up there (2x its power is needed)
+    assert float(weight[(freqs > 100) & (freqs < 1000)].min()) > 0.9  # signal far above the hiss
+    noise_only = noise_weight(n, [hissy(0.002)], n_fft)
+    assert float(noise_only.max()) == 0.0
+
+
+def test_hiss_above_the_cutoff_opens_the_plain_fit_but_not_the_noise_weighted_one():
+    """y = h ∗ x + n, and an estimate x̂₀ = x + n that has kept the observation's hiss (as guidance toward
+    a hissy y does at low σ): above the cutoff y and x̂₀ share the hiss, so the plain fit passes it and
+    opens the filter; the weighted fit, which skips the bins where y is only hiss, finds the cutoff."""
+    generator = torch.Generator().manual_seed(4)
+    prior = StationaryPrior(16384)
+    prior.power = prior.power / (1 + torch.fft.rfftfreq(16384, 1 / SR, dtype=torch.float64) / 200) ** 3
+    x = prior.draw(4, generator)  # dark like piano: the hiss is above the signal from a few kHz up
+    x = x * 0.057 / x.std()
+    truth = BlindLowPass(2500.0, SR, slope_db=36.0)
+    n = 0.004 * torch.randn(4, 16384, generator=generator, dtype=torch.float64)
+    y = truth(x) + n
+    results = {}
+    for weighted in (False, True):
+        op = BlindLowPass(4000.0, SR, slope_db=12.0)
+        weight = noise_weight(y, [hissy(0.004)], op.fit_size(16384)) if weighted else None
+        for _ in range(40):
+            op.fit(x + n, y, steps=25, weight=weight)
+        results[weighted] = op.estimated_response()
+    assert results[True][0] == pytest.approx(2500.0, rel=0.1)
+    assert abs(results[False][0] - 2500.0) > 2 * abs(results[True][0] - 2500.0)
+
+
+def test_filter_estimation_weights_its_fit_when_hiss_follows_the_filter():
+    y = tone(300.0).repeat(2, 1) + 0.001 * torch.randn(2, 16384, dtype=torch.float64)
+    blind = BlindLowPass(3000.0, SR)
+    assert FilterEstimation(lambda x, sigma: x, blind, y).weight is None
+    chained = FilterEstimation(lambda x, sigma: x, Compose(blind, hissy(0.001)), y)
+    assert chained.weight is not None and chained.weight.shape == (blind.fit_size(16384) // 2 + 1,)
 
 
 def test_the_joint_estimate_recovers_the_cutoff_on_a_gaussian_prior():

@@ -159,6 +159,7 @@ def test_a_chain_ending_in_hiss_weights_its_misfit_and_stops_guidance_at_the_noi
     assert any(s < floor for s, _ in calls) and any(s >= floor for s, _ in calls)
     assert all(grad == (s >= floor) for s, grad in calls)  # RG above the noise's level, the prior below
 
+
 def test_a_chord_held_all_along_does_not_raise_the_low_bands_of_the_estimate():
     # Minimum statistics alone read a held chord's dense low partials as noise (many dB too loud below
     # 2 kHz); the floor line, which the free high bins fix, caps them.

@@ -10,6 +10,7 @@ from cqtrestore.aspade import aspade_declip
 from cqtrestore.baselines import lpc_inpaint
 from cqtrestore.diffusion import SamplerOptions
 from cqtrestore.guidance import GuidanceOptions
+from cqtrestore.noise import Hiss
 from cqtrestore.operators import Clip, Compose, Gap, Identity, LowPass, Stack
 from cqtrestore.pipeline import restore_segments
 from cqtrestore.quality import PRESETS, QUALITIES, resolve, task_of
@@ -39,8 +40,20 @@ def test_classical_estimates_are_the_baselines_row_by_row():
     both = Stack([gap, Gap.from_samples([(100, 200)], SR)])
     mixed = classical_estimate(both, both(x))
     torch.testing.assert_close(mixed[1:], lpc_inpaint(x[1:] * 1, Gap.from_samples([(100, 200)], SR)))
-    assert not has_estimate(Compose(clip, lowpass)) and not has_estimate(Identity())
+    assert not has_estimate(Identity()) and not has_estimate(Compose(gap, Identity()))
     assert not has_estimate(Stack([gap, Identity()]))
+
+
+def test_a_chains_estimate_undoes_its_parts_last_first():
+    x = music()
+    clip, gap = Clip(0.04), Gap.from_samples([(3000, 3600)], SR)
+    chain = Compose(clip, gap)  # clipped, then a gap cut into it
+    y = chain(x)
+    assert has_estimate(chain) and has_estimate(Compose(LowPass(3000, SR), Hiss.white(-50.0, SR)))
+    expected = torch.from_numpy(aspade_declip(lpc_inpaint(y, gap)[0].numpy(), 0.04))[None]
+    torch.testing.assert_close(classical_estimate(chain, y), expected)
+    hissy = Compose(LowPass(3000, SR), Hiss.white(-50.0, SR))
+    torch.testing.assert_close(classical_estimate(hissy, y), y)  # both parts keep what y has
     with pytest.raises(ValueError, match="start from noise"):
         classical_estimate(Identity(), x)
 
@@ -97,7 +110,10 @@ def test_presets_resolve_to_the_documented_settings():
             and resolve(quality, clip).guidance.mode == "dc+rg"
         )
         chain = resolve(quality, Compose(clip, lowpass))
-        assert not chain.warm_start and chain.sampler.sigma_max == 1.0 and chain.guidance.mode == "rg"
+        assert chain.warm_start and chain.sampler.sigma_max == 0.2 and chain.guidance.mode == "rg"
+        assert chain.guidance.rg_sigma_min == 0.01
+        unestimated = resolve(quality, Compose(gap, Identity()))  # a part without a classical estimate
+        assert not unestimated.warm_start and unestimated.sampler.sigma_max == 1.0
     assert PRESETS["fast"]["bwe"].steps < PRESETS["balanced"]["bwe"].steps
     assert set(QUALITIES) == set(PRESETS)
     assert (
