@@ -96,8 +96,9 @@ def test_schedule_matches_paper():
     # ρ-spacing: σ_i^(1/ρ) is linear in i.
     steps = sigmas[:35] ** (1 / 13)
     torch.testing.assert_close(steps.diff(), steps.diff()[:1].expand(34))
+    torch.testing.assert_close(karras_schedule(1, 1e-4, 1.0, 13), torch.tensor([1.0, 0.0]).to(sigmas))
     with pytest.raises(ValueError):
-        karras_schedule(1)
+        karras_schedule(0)
 
 
 def heun_gain_and_variance(eigenvalue, sigmas, churn):
