@@ -186,3 +186,11 @@ def test_a_filter_response_is_drawn_as_a_curve_at_the_right_of_the_first_panel(t
     assert white[low, width - 1] and not white[low, width - 150 : width - 2].any()
     assert white[high, width - 200] and not white[high, width - 150 : width - 2].any()
     assert not np.all(second == (255, 255, 255), axis=-1).any()  # only on the input's panel
+
+
+def test_every_character_of_the_plot_labels_has_a_glyph():
+    from cqtrestore.plot import FONT
+
+    label = "input; estimated lowpass 1241 Hz, 2 dB/oct (curve) | 5.000 s | 0-11.025 kHz linear"
+    assert all(char.upper() in FONT for char in label)
+    assert FONT[";"].any() and not np.array_equal(FONT[";"], FONT["?"])
