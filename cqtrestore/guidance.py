@@ -102,10 +102,10 @@ class ReconstructionGuidance:
 
 def default_guidance(operator: Operator, xi: float = 0.35) -> GuidanceOptions:
     """Per task: bandwidth extension DC, inpainting and declipping DC+RG, a chain RG (no projection);
-    white hiss none, coloured hiss RG."""
+    hiss none (sampling starts from y, see ``cqtrestore.noise``)."""
     parts = operator.operators if isinstance(operator, Compose) else (operator,)
-    if isinstance(operator, Hiss):  # white: y is a point of the diffusion; coloured: the weighted likelihood
-        return GuidanceOptions("none" if operator.white_noise else "rg", xi)
+    if isinstance(operator, Hiss):  # y (whitened if coloured) is a point of the diffusion: no guidance
+        return GuidanceOptions("none", xi)
     if not operator.has_projection:
         return GuidanceOptions("rg", xi)
     if all(isinstance(part, LowPass | BlindLowPass) for part in parts):

@@ -111,12 +111,13 @@ def restore_segments(
     sampler begins from, noised to its σ_max (Chung et al. 2022), instead of pure noise."""
     sampler = sampler or SamplerOptions()
     guidance = guidance or default_guidance(operator)
+    gain = None
     if isinstance(operator, Hiss):  # y already holds its noise: start from y, at the noise's level
         sigma_start = operator.start_sigma(y.shape[-1], y)
         if sigma_start <= 2 * sampler.sigma_min:
             return y.clone()  # quieter than the sampler's finest step: nothing to remove
         sampler = replace(sampler, sigma_max=sigma_start)
-        x = operator.top_up(y, noise_like(y, generator))
+        x, gain = operator.whiten(y, noise_like(y, generator), data_power(denoiser, y.shape[-1], y))
     else:
         x = noise_like(y, generator) * sampler.sigma_max
         if start is not None:
@@ -127,7 +128,20 @@ def restore_segments(
             guidance = replace(guidance, rg_sigma_min=max(guidance.rg_sigma_min, floor))
     conditioned = guided_denoiser(denoiser, operator, y, guidance)
     with torch.inference_mode(guidance.mode in ("dc", "none")):
-        return run_sampler(conditioned, x, sampler, generator)
+        out = run_sampler(conditioned, x, sampler, generator)
+    if gain is not None and not bool((gain == 1).all()):  # coloured hiss: undo the whitening's scaling
+        out = torch.fft.irfft(torch.fft.rfft(out) * gain.to(out.device), out.shape[-1]).to(out.dtype)
+    return out
+
+
+def data_power(denoiser: object, length: int, like: Tensor) -> Tensor:
+    """The prior's power spectrum P(f) per sample on the rfft bins of ``length``: the spectral
+    denoiser's, σ_data² for a scalar one, 0 (plain whitening) for a denoiser that says nothing."""
+    if isinstance(denoiser, Denoiser):
+        if denoiser.spectrum is not None:
+            return denoiser.power(length, like.double())[0]
+        return like.new_full((length // 2 + 1,), denoiser.sigma_data**2, dtype=torch.float64)
+    return like.new_zeros((length // 2 + 1,), dtype=torch.float64)
 
 
 def _final_hiss(operator: Operator) -> Hiss | None:

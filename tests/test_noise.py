@@ -9,7 +9,7 @@ import pytest
 import torch
 from gaussian_prior import GaussianPrior
 
-from cqtrestore.diffusion import SamplerOptions
+from cqtrestore.diffusion import Denoiser, SamplerOptions, ZeroNetwork
 from cqtrestore.guidance import GuidanceOptions, default_guidance
 from cqtrestore.noise import Hiss, NoiseEstimate, estimate_noise
 from cqtrestore.pipeline import restore_segments
@@ -73,27 +73,52 @@ def test_white_hiss_bin_variance_and_start_level_match_the_noise():
     assert hiss.start_sigma(length, white) == pytest.approx(0.01)
     assert hiss.at_rate(SR).start_sigma(length, white) == pytest.approx(0.01 / math.sqrt(2))  # half the band
     assert hiss.scaled(2.0).start_sigma(length, white) == pytest.approx(0.02)
-    assert torch.equal(hiss.top_up(drawn, white), drawn)  # white: nothing is added
+    state, gain = hiss.whiten(drawn, white, torch.full((length // 2 + 1,), 0.003, dtype=torch.float64))
+    assert torch.equal(state, drawn) and bool((gain == 1).all())  # white: y is already the state at σₙ
 
 
-def test_topping_up_coloured_hiss_makes_it_white_at_its_loudest_band():
-    freqs = np.array([0.0, 1000.0, 11025.0])
-    estimate = NoiseEstimate(freqs, np.array([4e-8, 4e-8, 1e-9]), SR, math.nan)  # 16 dB quieter at the top
-    hiss = Hiss(estimate, SR)
+COLOURED = NoiseEstimate(np.array([0.0, 1000.0, 11025.0]), np.array([4e-8, 4e-8, 1e-9]), SR, math.nan)
+
+
+def test_whitening_makes_coloured_hiss_white_at_its_level_at_2_khz():
+    hiss = Hiss(COLOURED, SR)  # 16 dB quieter at the top than below 1 kHz
     length = 2048
     generator = torch.Generator().manual_seed(0)
     white = torch.randn(3000, length, generator=generator, dtype=torch.float64)
     other = torch.randn(3000, length, generator=generator, dtype=torch.float64)
-    total = hiss.top_up(hiss.noise(white), other)
     sigma = hiss.start_sigma(length, white)
-    assert sigma == pytest.approx(math.sqrt(4e-8 * SR / 2))
-    measured = torch.fft.rfft(total).abs().square().mean(dim=0) / length
-    np.testing.assert_allclose(measured[1:-1], sigma**2, rtol=0.1)
-    assert not hiss.white_noise and default_guidance(hiss).mode == "rg"
+    assert sigma**2 == pytest.approx(float(np.interp(2000.0, COLOURED.freqs, COLOURED.density)) * SR / 2)
+    zero_power = torch.zeros(length // 2 + 1, dtype=torch.float64)  # P = 0: plain whitening
+    state, gain = hiss.whiten(hiss.noise(white), other, zero_power)
+    measured = torch.fft.rfft(state).abs().square().mean(dim=0) / length
+    np.testing.assert_allclose(measured[1:-1], sigma**2, rtol=0.1)  # white at σ_w, loud and quiet bands alike
+    freqs = np.fft.rfftfreq(length, 1 / SR)
+    assert bool((gain[freqs < 1000] < 1).all()) and bool((gain[freqs > 3000] == 1).all())
+    assert not hiss.white_noise and default_guidance(hiss).mode == "none"
     coloured = hiss.noise(white)
     residual = hiss.residual(coloured, torch.zeros_like(coloured))  # the hiss whitened by N(f): flat
     flat = torch.fft.rfft(residual[:, :length]).abs().square().mean(dim=0)
     assert float(flat[-200:].mean() / flat[20:200].mean()) == pytest.approx(1.0, rel=0.15)
+
+
+def test_coloured_hiss_on_a_stationary_gaussian_prior_gives_its_posterior_mean_where_it_is_loud():
+    """With the exact denoiser of a stationary Gaussian prior (a spectral Denoiser around F = 0) and one
+    step from σ_w, the bands where the hiss is louder than σ_w come out as the Wiener posterior mean
+    P/(P + N)·y: the whitening's scaling is exact there; the quieter bands got fresh noise added."""
+    length = 4096
+    spectrum = 0.003 / (1 + torch.linspace(0, SR / 2, 257, dtype=torch.float64) / 300)
+    denoiser = Denoiser(ZeroNetwork(), spectrum=spectrum, edge_pad=0)
+    hiss = Hiss(COLOURED, SR)
+    generator = torch.Generator().manual_seed(1)
+    y = torch.randn(2, length, generator=generator, dtype=torch.float64) * 0.05
+    sampler = SamplerOptions(steps=1, s_churn=0.0, solver="dpmpp2m")
+    out = restore_segments(denoiser, hiss, y, GuidanceOptions("none"), sampler, generator)
+    power = denoiser.power(length, y)[0]
+    noise = hiss.bin_variance(length, y) / length
+    louder = noise > hiss.start_sigma(length, y) ** 2 * (1 + 1e-6)
+    wiener = torch.fft.rfft(y) * power / (power + noise)
+    assert int(louder.sum()) > 100
+    torch.testing.assert_close(torch.fft.rfft(out)[:, louder], wiener[:, louder], rtol=1e-6, atol=1e-9)
 
 
 def test_white_hiss_on_the_exact_gaussian_prior_gives_the_wiener_posterior():
