@@ -337,14 +337,26 @@ def initialise_from(
 
 
 def read_step(path: Path) -> int | None:
-    """The training step a weights file records in its metadata, if any."""
+    """The training steps behind a weights file, if its metadata says: ``total_step`` (its run's own
+    steps plus those of the weights that run started from), else the run's ``step``."""
     from cqtrestore.checkpoints import CheckpointError, read_metadata
 
     try:
-        step = read_metadata(path).get("step")
+        metadata = read_metadata(path)
     except CheckpointError:
         return None
+    step = metadata.get("total_step", metadata.get("step"))
     return int(step) if step is not None and step.isdigit() else None
+
+
+def _init_step(run_dir: Path) -> int:
+    """The steps behind the weights a run started from (``--init``; its first start record), else 0."""
+    log = run_dir / "log.jsonl"
+    if not log.exists():
+        return 0
+    lines = log.read_text().splitlines()
+    first = json.loads(lines[0]) if lines and lines[0].strip() else {}
+    return int(first.get("init_step", 0)) if first.get("event") == "start" else 0
 
 
 LogFn = Callable[[dict], None]
@@ -502,7 +514,7 @@ def train(
                 out_dir / "ema.safetensors",
                 ema,
                 config.sigma_data,
-                metadata={"step": str(done)},
+                metadata={"step": str(done), "total_step": str(done + _init_step(out_dir))},
                 spectrum=spectrum,
             )
             tic = time.perf_counter()
@@ -528,6 +540,7 @@ def export_run(run_dir: str | Path, out_path: str | Path, half: bool = True) -> 
     net = build_unet(resolve_config(config.preset))
     net.load_state_dict(state["ema"])
     metadata = {"step": str(state["step"]), "preset": config.preset, "train_config": state["config"]}
+    metadata["total_step"] = str(state["step"] + _init_step(Path(run_dir)))
     dtype = torch.float16 if half else None
     save_weights(out_path, net, config.sigma_data, dtype, metadata, spectrum=state.get("spectrum"))
     return metadata

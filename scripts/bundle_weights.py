@@ -12,8 +12,8 @@ run that is not here is skipped (its committed weights stay). The earlier scalar
 
 from __future__ import annotations
 
+import argparse
 import hashlib
-import json
 import re
 from pathlib import Path
 
@@ -37,17 +37,9 @@ def update_entry(toml: str, name: str, sha256: str, step: int) -> str:
     return block.sub(rf"\g<1>step {step}", toml)
 
 
-def total_step(run: Path, step: int) -> int:
-    """Steps of training behind a run's weights: its own, plus those of the weights it started from
-    (``--init``; the ``init_step`` of its start record)."""
-    log = run / "log.jsonl"
-    if not log.exists():
-        return step
-    first = json.loads(log.read_text().splitlines()[0] or "{}")
-    return step + int(first.get("init_step", 0)) if first.get("event") == "start" else step
-
-
 def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    argparse.ArgumentParser(description=__doc__, formatter_class=formatter).parse_args()
     registry = ROOT / "checkpoints.toml"
     text = registry.read_text()
     for name, run in BUNDLES.items():
@@ -57,7 +49,7 @@ def main() -> None:
         out = ROOT / "cqtrestore" / "weights" / f"{name}.safetensors"
         metadata = export_run(ROOT / run, out, half=True)
         digest = hashlib.sha256(out.read_bytes()).hexdigest()
-        step = total_step(ROOT / run, int(metadata["step"]))
+        step = int(metadata["total_step"])  # its own steps and those of the weights it started from
         text = update_entry(text, name, digest, step)
         where = out.relative_to(ROOT)
         print(f"{name}: {run} step {metadata['step']} (in all {step}) -> {where} ({digest[:12]}…)")

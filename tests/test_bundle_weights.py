@@ -1,9 +1,8 @@
-"""scripts/bundle_weights.py: the step a bundled checkpoint records counts the weights it started from."""
+"""scripts/bundle_weights.py: the registry entry of a re-bundled checkpoint (steps: tests/test_train.py)."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,21 +13,6 @@ def load_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def test_total_step_adds_the_init_step_of_the_start_record(tmp_path):
-    bundle = load_script()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "log.jsonl").write_text(
-        json.dumps({"event": "start", "init": "prior2-attn", "init_step": 400})
-        + "\n"
-        + json.dumps({"step": 0})
-    )
-    assert bundle.total_step(tmp_path / "a", 200) == 600
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "log.jsonl").write_text(json.dumps({"event": "start", "train_files": 3}) + "\n")
-    assert bundle.total_step(tmp_path / "b", 200) == 200
-    assert bundle.total_step(tmp_path / "missing", 7) == 7
 
 
 def test_update_entry_rewrites_only_the_named_entry():

@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from cqtrestore.checkpoints import load_weights
+from cqtrestore.checkpoints import load_weights, read_metadata
 from cqtrestore.data import DataError, RandomCrops, scan_audio, split_files
-from cqtrestore.train import TrainConfig, learning_rate, load_checkpoint, train
+from cqtrestore.train import TrainConfig, export_run, learning_rate, load_checkpoint, train
 
 SR = 22050
 
@@ -258,6 +258,15 @@ def test_init_starts_a_new_run_from_the_given_weights_and_their_spectrum(tones, 
     np.testing.assert_allclose(second["spectrum"].numpy(), first["spectrum"].numpy(), rtol=1e-5)
     start = json.loads((tmp_path / "second" / "log.jsonl").read_text().splitlines()[0])
     assert start["init"] == str(weights) and start["init_step"] == 10 and start["init_preset"] == "debug"
+    # Steps add up along a chain of --init runs: the weights record their total, and a run from them
+    # starts counting there (exported and in-run weights alike).
+    assert read_metadata(tmp_path / "second" / "ema.safetensors")["total_step"] == "11"
+    export_run(tmp_path / "second", tmp_path / "second.safetensors")
+    assert read_metadata(tmp_path / "second.safetensors")["total_step"] == "11"
+    train(TrainConfig(steps=1, **tiny), tones, tmp_path / "third", init=tmp_path / "second.safetensors")
+    third = json.loads((tmp_path / "third" / "log.jsonl").read_text().splitlines()[0])
+    assert third["init_step"] == 11
+    assert read_metadata(tmp_path / "third" / "ema.safetensors")["total_step"] == "12"
     # Without --init the same run starts elsewhere: the test above can fail.
     train(TrainConfig(steps=1, **tiny), tones, tmp_path / "fresh")
     fresh = load_checkpoint(tmp_path / "fresh" / "checkpoint.pt")["model"]
