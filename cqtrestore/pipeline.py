@@ -136,7 +136,13 @@ def restore_segments(
 
 def data_power(denoiser: object, length: int, like: Tensor) -> Tensor:
     """The prior's power spectrum P(f) per sample on the rfft bins of ``length``: the spectral
-    denoiser's, σ_data² for a scalar one, 0 (plain whitening) for a denoiser that says nothing."""
+    denoiser's, σ_data² for a scalar one, 0 (plain whitening) for a denoiser that says nothing. Wrappers
+    that keep the prior as ``.denoiser`` (the web page's cancellable one, filter estimation) are seen
+    through."""
+    for _ in range(8):
+        if isinstance(denoiser, Denoiser) or not hasattr(denoiser, "denoiser"):
+            break
+        denoiser = denoiser.denoiser
     if isinstance(denoiser, Denoiser):
         if denoiser.spectrum is not None:
             return denoiser.power(length, like.double())[0]

@@ -205,3 +205,18 @@ def test_a_chord_held_all_along_does_not_raise_the_low_bands_of_the_estimate():
             band = (estimate.freqs >= low) & (estimate.freqs < high)
             error = 10 * np.log10(estimate.density[band].mean() / truth.density[band].mean())
             assert abs(error) < 2.0, (kind, low, high, error)
+
+
+def test_the_prior_spectrum_is_found_through_wrappers():
+    from cqtrestore.pipeline import data_power
+    from cqtrestore.serve_jobs import _Interruptible
+
+    spectrum = 0.003 / (1 + torch.linspace(0, SR / 2, 257, dtype=torch.float64) / 300)
+    denoiser = Denoiser(ZeroNetwork(), spectrum=spectrum, edge_pad=0)
+    like = torch.zeros(1, 1024, dtype=torch.float64)
+    direct = data_power(denoiser, 1024, like)
+    torch.testing.assert_close(direct, denoiser.power(1024, like)[0])
+    torch.testing.assert_close(data_power(_Interruptible(denoiser, lambda: None), 1024, like), direct)
+    assert float(data_power(lambda x, s: x, 1024, like).abs().max()) == 0.0
+    scalar = data_power(Denoiser(ZeroNetwork(), sigma_data=0.1), 1024, like)
+    torch.testing.assert_close(scalar, torch.full((513,), 0.01, dtype=torch.float64))
