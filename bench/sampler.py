@@ -7,7 +7,7 @@ Each task (``bwe3k``, ``bwe1k``, ``declip1db``, ``inpaint200ms``: the evaluation
 ``cqtrestore.evaluate``) is degraded on the same valid segments and restored by every setting:
 ``default`` (the sampler before the presets: stochastic Heun, T = 35, S_churn = 5, from noise), the
 ``--quality`` presets ``fast``, ``balanced`` and ``best``, and any ``--grid`` entries
-``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S]`` (SIGMA0 ``none``: from noise at σ_max = 1;
+``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S][:dc=DC_SIGMA_MIN]`` (SIGMA0 ``none``: from noise;
 the task's default guidance mode; ρ 13 and σ_min 1e-4 unless given). One window at a time through
 ``Restorer.restore_windows`` — the CLI's path, the warm start's classical estimate included in the
 time — with denormals flushed as the CLI does. Scores: LSD and SI-SDR on the segment (inside the gap
@@ -43,12 +43,14 @@ BASELINE = {"bwe": "noise fill", "declip": "A-SPADE", "inpaint": "LPC"}
 
 
 def grid_plan(entry: str, operator) -> Plan:  # noqa: ANN001
-    """A ``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S]`` entry as a plan for ``operator``."""
+    """A ``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S][:dc=DC_SIGMA_MIN]`` entry as a plan."""
     solver, steps, start, *rest = entry.split(":")
     named = dict(part.split("=", 1) for part in rest if "=" in part)
     positional = [part for part in rest if "=" not in part]
-    if set(named) - {"rho", "smin"} or len(positional) > 1:
-        raise SystemExit(f"bad grid entry {entry!r}: SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S]")
+    if set(named) - {"rho", "smin", "dc"} or len(positional) > 1:
+        raise SystemExit(
+            f"bad grid entry {entry!r}: SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S][:dc=DC_SIGMA_MIN]"
+        )
     warm = start != "none"
     sampler = SamplerOptions(
         steps=int(steps),
@@ -59,7 +61,10 @@ def grid_plan(entry: str, operator) -> Plan:  # noqa: ANN001
         solver=solver,
     )
     rg_sigma_min = float(positional[0]) if positional else 0.0
-    return Plan(sampler, replace(default_guidance(operator), rg_sigma_min=rg_sigma_min), warm)
+    guidance = replace(
+        default_guidance(operator), rg_sigma_min=rg_sigma_min, dc_sigma_min=float(named.get("dc", 0.0))
+    )
+    return Plan(sampler, guidance, warm)
 
 
 def baseline_estimate(operator, y: torch.Tensor, seed: int) -> torch.Tensor:  # noqa: ANN001
@@ -179,7 +184,7 @@ def main() -> None:
         "--grid",
         nargs="*",
         default=[],
-        help="extra settings SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S]",
+        help="extra settings SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S][:dc=DC_SIGMA_MIN]",
     )
     parser.add_argument("--qualities", nargs="*", default=list(QUALITIES), choices=list(QUALITIES))
     parser.add_argument("--skip-default", action="store_true", help="exploring: leave the old default out")

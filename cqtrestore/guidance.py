@@ -39,26 +39,32 @@ class GuidanceOptions:
     mode: str = "dc"
     xi: float = 0.35
     rg_sigma_min: float = 0.0  # RG only at σ >= this (0: at every step)
+    dc_sigma_min: float = 0.0  # the projection only at σ >= this; below, the prior alone smooths its edges
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown guidance mode {self.mode!r}: use one of {', '.join(MODES)}")
         if not (math.isfinite(self.xi) and self.xi >= 0):
             raise ValueError(f"xi must be a finite number >= 0, got {self.xi}")
-        if not (math.isfinite(self.rg_sigma_min) and self.rg_sigma_min >= 0):
-            raise ValueError(f"rg_sigma_min must be a finite number >= 0, got {self.rg_sigma_min}")
+        for name in ("rg_sigma_min", "dc_sigma_min"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
 class DataConsistency:
     """x̂₀ ← P_y(D(x, σ)): the operator's exact projection onto {x : A(x) = y} (paper §2.2)."""
 
-    def __init__(self, denoiser: DenoiserFn, operator: Operator, y: Tensor) -> None:
+    def __init__(self, denoiser: DenoiserFn, operator: Operator, y: Tensor, sigma_min: float = 0.0) -> None:
         if not operator.has_projection:
             raise ValueError(f"{operator.describe()} has no data-consistency projection: use mode 'rg'")
-        self.denoiser, self.operator, self.y = denoiser, operator, y
+        self.denoiser, self.operator, self.y, self.sigma_min = denoiser, operator, y, sigma_min
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
-        return self.operator.project(self.denoiser(x, sigma), self.y)
+        denoised = self.denoiser(x, sigma)
+        if float(torch.as_tensor(sigma).max()) < self.sigma_min:  # below the projected range
+            return denoised
+        return self.operator.project(denoised, self.y)
 
 
 class ReconstructionGuidance:
@@ -72,11 +78,13 @@ class ReconstructionGuidance:
         xi: float = 0.35,
         project: bool = False,
         sigma_min: float = 0.0,
+        project_sigma_min: float = 0.0,
     ) -> None:
         if project and not operator.has_projection:
             raise ValueError(f"{operator.describe()} has no data-consistency projection: use mode 'rg'")
         self.denoiser, self.operator, self.y = denoiser, operator, y
         self.xi, self.project, self.sigma_min = xi, project, sigma_min
+        self.project_sigma_min = project_sigma_min
 
     def gradient(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """(D(x, σ), ∇ₓ‖y − A(D(x, σ))‖²), back-propagated through the denoiser and the operator."""
@@ -87,17 +95,22 @@ class ReconstructionGuidance:
             (grad,) = torch.autograd.grad(error, x)
         return denoised.detach(), grad
 
+    def _projected(self, denoised: Tensor, sigma: Tensor) -> Tensor:
+        """The projection (mode dc+rg) while σ >= ``project_sigma_min``."""
+        if self.project and float(torch.as_tensor(sigma).max()) >= self.project_sigma_min:
+            return self.operator.project(denoised, self.y)
+        return denoised
+
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
         if float(torch.as_tensor(sigma).max()) < self.sigma_min:  # below the guided range: no gradient
-            denoised = self.denoiser(x, sigma)
-            return self.operator.project(denoised, self.y) if self.project else denoised
+            return self._projected(self.denoiser(x, sigma), sigma)
         denoised, grad = self.gradient(x, sigma)
         samples = grad[0].numel()
         norm = grad.flatten(1).norm(dim=1).clamp_min(torch.finfo(grad.dtype).tiny)
         xi = (self.xi * math.sqrt(samples) / norm).reshape(-1, *([1] * (grad.dim() - 1)))
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1)
         denoised = denoised - sigma * xi * grad
-        return self.operator.project(denoised, self.y) if self.project else denoised
+        return self._projected(denoised, sigma)
 
 
 def default_guidance(operator: Operator, xi: float = 0.35) -> GuidanceOptions:
@@ -122,9 +135,11 @@ def guided_denoiser(
     if options.mode == "none":
         return denoiser
     if options.mode == "dc":
-        return DataConsistency(denoiser, operator, y)
+        return DataConsistency(denoiser, operator, y, options.dc_sigma_min)
     project = options.mode == "dc+rg"
-    return ReconstructionGuidance(denoiser, operator, y, options.xi, project, options.rg_sigma_min)
+    return ReconstructionGuidance(
+        denoiser, operator, y, options.xi, project, options.rg_sigma_min, options.dc_sigma_min
+    )
 
 
 def observe(

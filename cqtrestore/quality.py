@@ -41,13 +41,14 @@ class Plan:
 @dataclass(frozen=True)
 class Setting:
     """One task's entry of a preset: solver, steps, σ₀ (warm start; None: from noise at σ_max = 1), churn,
-    and the lowest σ at which reconstruction guidance still runs."""
+    and the lowest σ at which reconstruction guidance, and the projection, still run."""
 
     solver: str
     steps: int
     sigma_start: float | None
     s_churn: float = 0.0
     rg_sigma_min: float = 0.0
+    dc_sigma_min: float = 0.0
 
 
 HISS_LEVEL = 1.0  # hiss: a placeholder, sampling starts from y at the noise's own level (cqtrestore.noise)
@@ -57,14 +58,14 @@ PRESETS: dict[str, dict[str, Setting]] = {
     "balanced": {
         "bwe": Setting("dpmpp2m", 6, 0.2),
         "inpaint": Setting("dpmpp2m", 6, 0.05, rg_sigma_min=0.01),
-        "declip": Setting("dpmpp2m", 6, 0.05, rg_sigma_min=0.01),
+        "declip": Setting("dpmpp2m", 6, 0.02, rg_sigma_min=0.005, dc_sigma_min=0.005),
         "denoise": Setting("dpmpp2m", 6, HISS_LEVEL),
         "composite": Setting("dpmpp2m", 8, 0.2, rg_sigma_min=0.01),
     },
     "fast": {
         "bwe": Setting("dpmpp2m", 4, 0.2),
         "inpaint": Setting("dpmpp2m", 4, 0.05, rg_sigma_min=0.01),
-        "declip": Setting("dpmpp2m", 4, 0.05, rg_sigma_min=0.01),
+        "declip": Setting("dpmpp2m", 4, 0.02, rg_sigma_min=0.005, dc_sigma_min=0.005),
         "denoise": Setting("dpmpp2m", 4, HISS_LEVEL),
         "composite": Setting("dpmpp2m", 6, 0.2, rg_sigma_min=0.01),
     },
@@ -94,5 +95,7 @@ def resolve(quality: str, operator: Operator, xi: float = 0.35) -> Plan:
         s_churn=setting.s_churn,
         solver=setting.solver,
     )
-    guidance = replace(default_guidance(operator, xi), rg_sigma_min=setting.rg_sigma_min)
+    guidance = replace(
+        default_guidance(operator, xi), rg_sigma_min=setting.rg_sigma_min, dc_sigma_min=setting.dc_sigma_min
+    )
     return Plan(sampler, guidance, warm)

@@ -177,3 +177,22 @@ def test_guidance_below_its_lowest_sigma_is_the_projection_alone_with_no_gradien
     torch.testing.assert_close(rg_only(noisy, torch.tensor(0.05)), prior.denoiser(noisy, 0.05))
     with pytest.raises(ValueError, match="rg_sigma_min"):
         GuidanceOptions("rg", 0.35, rg_sigma_min=-1.0)
+
+
+def test_the_projection_stops_below_its_lowest_sigma_and_the_prior_alone_finishes():
+    prior = GaussianPrior(LENGTH)
+    x = prior.draw(2, torch.Generator().manual_seed(4))
+    y = GAP(x)
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=x.dtype)
+    for mode in ("dc", "dc+rg"):
+        floored = guided_denoiser(prior.denoiser, GAP, y, GuidanceOptions(mode, 0.35, dc_sigma_min=0.1))
+        plain = guided_denoiser(prior.denoiser, GAP, y, GuidanceOptions(mode, 0.35))
+        # Above the floor: exactly the projected estimate; below it: not projected (the gap's
+        # context is left to the prior, so it no longer equals y there).
+        torch.testing.assert_close(floored(noisy, torch.tensor(0.2)), plain(noisy, torch.tensor(0.2)))
+        below = floored(noisy, torch.tensor(0.05))
+        if mode == "dc":
+            torch.testing.assert_close(below, prior.denoiser(noisy, 0.05))
+        assert not torch.allclose(below, plain(noisy, torch.tensor(0.05)))
+    with pytest.raises(ValueError, match="dc_sigma_min"):
+        GuidanceOptions("dc", 0.35, dc_sigma_min=-1.0)

@@ -104,6 +104,7 @@ def test_presets_resolve_to_the_documented_settings():
             assert plan.sampler.sigma_max == (setting.sigma_start or 1.0)
             assert plan.sampler.solver == setting.solver and plan.sampler.steps == setting.steps
             assert plan.guidance.rg_sigma_min == setting.rg_sigma_min
+            assert plan.guidance.dc_sigma_min == setting.dc_sigma_min
             assert plan.evaluations < best.evaluations / 4
         assert (
             resolve(quality, lowpass).guidance.mode == "dc"
@@ -115,6 +116,7 @@ def test_presets_resolve_to_the_documented_settings():
         unestimated = resolve(quality, Compose(gap, Identity()))  # a part without a classical estimate
         assert not unestimated.warm_start and unestimated.sampler.sigma_max == 1.0
     assert PRESETS["fast"]["bwe"].steps < PRESETS["balanced"]["bwe"].steps
+    assert resolve("balanced", clip).guidance.dc_sigma_min == 0.005  # declipping: the prior smooths last
     assert set(QUALITIES) == set(PRESETS)
     assert (
         task_of(Stack([gap, Gap([(0.1, 0.2)], SR)])) == "inpaint"
