@@ -20,18 +20,22 @@ def test_sampler_bench_times_and_scores_every_setting_beside_the_baseline(tmp_pa
     command = [
         sys.executable, "bench/sampler.py", "--checkpoint", "debug", "--data", str(valid), "--segments", "1",
         "--tasks", "inpaint200ms", "--qualities", "fast",
-        "--grid", "dpmpp2m:2:0.1:0.05", "heun:2:none:smin=1e-3",
+        "--grid", "dpmpp2m:2:0.1:0.05", "heun:2:none:smin=1e-3", "dpmpp2m:2:0.1:0.05:dc=0.02",
         "--skip-default",
         "--threads", "1", "--json", str(report_path),
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     rows = json.loads(report_path.read_text())["tasks"]["inpaint200ms"]
-    assert list(rows) == ["degraded", "LPC", "quality=fast", "dpmpp2m:2:0.1:0.05", "heun:2:none:smin=1e-3"]
+    assert list(rows) == [
+        "degraded", "LPC", "quality=fast", "dpmpp2m:2:0.1:0.05", "heun:2:none:smin=1e-3",
+        "dpmpp2m:2:0.1:0.05:dc=0.02",
+    ]  # fmt: skip
     assert rows["quality=fast"]["warm_start"] and rows["quality=fast"]["sampler"]["solver"] == "dpmpp2m"
     grid = rows["dpmpp2m:2:0.1:0.05"]
     assert grid["evaluations"] == 2 and grid["sampler"]["sigma_max"] == 0.1
-    assert grid["guidance"] == {"mode": "dc+rg", "xi": 0.35, "rg_sigma_min": 0.05}
+    assert grid["guidance"] == {"mode": "dc+rg", "xi": 0.35, "rg_sigma_min": 0.05, "dc_sigma_min": 0.0}
+    assert rows["dpmpp2m:2:0.1:0.05:dc=0.02"]["guidance"]["dc_sigma_min"] == 0.02
     heun = rows["heun:2:none:smin=1e-3"]
     assert heun["evaluations"] == 3 and not heun["warm_start"] and heun["sampler"]["sigma_min"] == 1e-3
     for label in ("heun:2:none:smin=1e-3", "quality=fast", "LPC"):
