@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -230,10 +229,6 @@ def noise_weight(y: Tensor, hiss: list[Hiss], n_fft: int, width_hz: float = 100.
         width,
         stride=1,
     )[0, 0]
-    freqs = np.fft.rfftfreq(n_fft, 1 / rate)
-    noise = np.zeros_like(freqs)
-    for part in hiss:  # E|N_k|² of each noise over the window's ``length`` samples
-        density = np.interp(freqs, part.estimate.freqs, part.estimate.density)
-        noise += length * density * rate / 2 * part.strength**2
-    share = 1 - 2 * torch.from_numpy(noise) / smooth.clamp_min(1e-30)
+    noise = sum(part.bin_variance(length, smooth, n_fft) for part in hiss)  # E|N_k|² over the window
+    share = 1 - 2 * noise / smooth.clamp_min(1e-30)
     return share.clamp(0, 1).to(y.dtype).to(y.device)

@@ -174,11 +174,13 @@ class Hiss(Operator):
     def _settings(self) -> object:
         return (id(self.estimate), self.sample_rate, self.strength)
 
-    def bin_variance(self, length: int, like: Tensor) -> Tensor:
-        """E|N_k|² of the noise's unnormalised rfft over ``length`` samples, (length // 2 + 1,)."""
-        key = (length, like.dtype, like.device)
+    def bin_variance(self, length: int, like: Tensor, n_fft: int | None = None) -> Tensor:
+        """E|N_k|² of the noise's unnormalised rfft over ``length`` samples, (n_fft // 2 + 1,) on the bins
+        of ``n_fft`` points (default ``length``; larger: the window zero-padded)."""
+        n_fft = length if n_fft is None else n_fft
+        key = (length, n_fft, like.dtype, like.device)
         if key not in self._cache:
-            freqs = np.fft.rfftfreq(length, 1 / self.sample_rate)
+            freqs = np.fft.rfftfreq(n_fft, 1 / self.sample_rate)
             density = np.interp(freqs, self.estimate.freqs, self.estimate.density)
             variance = length * density * self.sample_rate / 2 * self.strength**2
             self._cache[key] = torch.as_tensor(variance, dtype=like.dtype, device=like.device)
