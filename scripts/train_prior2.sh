@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Train (or continue) the candidates of the second piano prior (issue: capacity where it is cheap, long
-# context, more timbres) on the CPU, in the background, at the lowest priority. Each candidate gets its own
-# run folder runs/prior2-PRESET and one thread; rerunning resumes each from its last checkpoint. A fresh
-# run folder (a new machine) starts from the committed EMA weights prior2-attn / prior2-dilated, so a lost
+# Train (or continue) the second piano prior (issue: capacity where it is cheap, long context, more
+# timbres) on the CPU, in the background, at the lowest priority. Each preset gets its own run folder
+# runs/prior2-PRESET and THREADS threads; rerunning resumes each from its last checkpoint. A fresh run
+# folder (a new machine) starts from the committed EMA weights prior2-attn / prior2-dilated, so a lost
 # machine costs only the optimizer state; INIT=none starts from the spectral Gaussian prior instead.
-#   bash scripts/train_prior2.sh                        # both candidates, one thread each
-#   PRESETS="cpu-attn" THREADS=2 bash scripts/train_prior2.sh
+# Since 2026-12-06 only the chosen candidate, cpu-dilated, trains (docs/model-card.md says why).
+#   bash scripts/train_prior2.sh                        # cpu-dilated on two threads
+#   PRESETS="cpu-attn cpu-dilated" THREADS=1 bash scripts/train_prior2.sh   # both candidates, as before
 # Before a session stops: python scripts/bundle_weights.py --run runs/prior2-PRESET --name NAME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for preset in ${PRESETS:-cpu-attn cpu-dilated}; do
+for preset in ${PRESETS:-cpu-dilated}; do
   out=runs/prior2-$preset
   resume=""
   init="--init prior2-${preset#cpu-}"
@@ -17,11 +18,11 @@ for preset in ${PRESETS:-cpu-attn cpu-dilated}; do
   [ -f "$out/checkpoint.pt" ] && { resume="--resume"; init=""; }
   mkdir -p "$out"
   # OMP_NUM_THREADS: with other jobs on the cores, OpenMP's spinning threads can stall a 2-thread run.
-  OMP_NUM_THREADS=${THREADS:-1} setsid nohup nice -n "${NICE:-19}" python -m cqtrestore train data/piano/train \
+  OMP_NUM_THREADS=${THREADS:-2} setsid nohup nice -n "${NICE:-19}" python -m cqtrestore train data/piano/train \
     --valid-dir data/piano/valid --heldout-dir data/piano/heldout --out "$out" --preset "$preset" \
     --precondition spectral --edge-taper 256 --augment --gain-db 6 --steps "${STEPS:-400000}" --batch-size 2 \
     --segment 32768 --lr 5e-4 --warmup 200 --ema 0.999 --sigma-min 1e-5 --sigma-max 5 --valid-crops 8 \
-    --save-every "${SAVE_EVERY:-200}" --log-every 20 --threads "${THREADS:-1}" --seed 0 $resume $init \
+    --save-every "${SAVE_EVERY:-200}" --log-every 20 --threads "${THREADS:-2}" --seed 0 $resume $init \
     >> "$out/train.out" 2>&1 &
   sleep 2
   # setsid gives the run its own scheduler autogroup, where plain nice has no effect against other
