@@ -147,6 +147,8 @@ def train(
                 + f", {record['parameters']:,} parameters, {record['processes']} process(es)"
                 + (f"; started from {record['init']}" if "init" in record else "")
             )
+        elif "threads" in record:
+            err.print(f"step {record['step']:>7}  now on {record['threads']} thread(s) (the run's threads file)")
         elif "loss" in record:
             err.print(f"step {record['step']:>7}  loss {record['loss']:.4f}  {record['it_per_s']:.2f} it/s")
         elif "valid" in record or "heldout" in record:

@@ -124,6 +124,32 @@ def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+class ThreadControl:
+    """The CPU threads of a running job, changed from outside by writing a number into a file (OUT/threads):
+    a background run can give a core back while other work needs it, and take it again afterwards."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.seen = path, None
+
+    def poll(self) -> int | None:
+        """The new thread count, once per change of the file (now in force), or None."""
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+        if stamp == self.seen:
+            return None
+        self.seen = stamp
+        try:
+            threads = int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if threads < 1:
+            return None
+        torch.set_num_threads(threads)
+        return threads
+
+
 def learning_rate(config: TrainConfig, step: int) -> float:
     """Linear warm-up to ``lr`` over ``warmup_steps``, then constant."""
     return config.lr * min(1.0, (step + 1) / max(config.warmup_steps, 1))
@@ -465,7 +491,11 @@ def train(
         if heldout is not None:
             log({"step": 0, "heldout": validation_loss(ema_denoiser, heldout, config)})
     sums, counts, losses, tic = np.zeros(LOSS_BINS), np.zeros(LOSS_BINS), [], time.perf_counter()
+    control = ThreadControl(out_dir / "threads")
     for step, x in zip(range(start, config.steps), batches, strict=True):
+        threads = control.poll()
+        if threads is not None:
+            log({"step": step, "threads": threads})
         # One step: this rank's share of the crops, σ and noise; weighted denoising loss (DDP averages the
         # gradients over ranks), clipped Adam update, EMA.
         model.train()

@@ -279,3 +279,26 @@ def test_init_starts_a_new_run_from_the_given_weights_and_their_spectrum(tones, 
     args = ["train", str(tones), "--out", str(tmp_path / "c"), "--preset", "debug", "--steps", "1"]
     result = CliRunner().invoke(app, [*args, "--init", str(tmp_path / "missing.safetensors")])
     assert result.exit_code != 0 and "--init" in result.output and "Traceback" not in result.output
+
+
+def test_a_running_job_takes_its_thread_count_from_the_threads_file(tones, tmp_path):
+    # Written before (or while) a run goes: applied at the next step and logged; a bad number is ignored.
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "threads").write_text("1\n")
+    before = torch.get_num_threads()
+    seen = []
+
+    def on_log(record):
+        seen.append(torch.get_num_threads())
+        if record.get("step") == 5 and "loss" in record:
+            (out / "threads").write_text("two")  # not a number: ignored, the count stays
+
+    try:
+        torch.set_num_threads(2)
+        train(TrainConfig(steps=10, **CONFIG), tones, out, on_log=on_log)
+        records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        assert [r for r in records if "threads" in r] == [{"step": 0, "threads": 1}]
+        assert torch.get_num_threads() == 1 and seen[-1] == 1
+    finally:
+        torch.set_num_threads(before)
