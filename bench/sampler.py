@@ -33,7 +33,7 @@ from cqtrestore.diffusion import SamplerOptions
 from cqtrestore.evaluate import load_segments, mean_ci, operators_for, score
 from cqtrestore.guidance import default_guidance
 from cqtrestore.operators import LowPass
-from cqtrestore.pipeline import Restorer, restore_segments
+from cqtrestore.pipeline import Restorer, restore_average
 from cqtrestore.quality import QUALITIES, Plan, resolve
 from cqtrestore.warmstart import classical_estimate
 
@@ -43,13 +43,15 @@ BASELINE = {"bwe": "noise fill", "declip": "A-SPADE", "inpaint": "LPC"}
 
 
 def grid_plan(entry: str, operator) -> Plan:  # noqa: ANN001
-    """A ``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S][:dc=DC_SIGMA_MIN]`` entry as a plan."""
+    """A ``SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S][:dc=DC_SIGMA_MIN][:draws=K]`` entry as a
+    plan."""
     solver, steps, start, *rest = entry.split(":")
     named = dict(part.split("=", 1) for part in rest if "=" in part)
     positional = [part for part in rest if "=" not in part]
-    if set(named) - {"rho", "smin", "dc"} or len(positional) > 1:
+    if set(named) - {"rho", "smin", "dc", "draws"} or len(positional) > 1:
         raise SystemExit(
-            f"bad grid entry {entry!r}: SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S][:dc=DC_SIGMA_MIN]"
+            f"bad grid entry {entry!r}: "
+            "SOLVER:STEPS:SIGMA0[:RG_SIGMA_MIN][:rho=R][:smin=S][:dc=DC_SIGMA_MIN][:draws=K]"
         )
     warm = start != "none"
     sampler = SamplerOptions(
@@ -64,7 +66,7 @@ def grid_plan(entry: str, operator) -> Plan:  # noqa: ANN001
     guidance = replace(
         default_guidance(operator), rg_sigma_min=rg_sigma_min, dc_sigma_min=float(named.get("dc", 0.0))
     )
-    return Plan(sampler, guidance, warm)
+    return Plan(sampler, guidance, warm, int(named.get("draws", 1)))
 
 
 def baseline_estimate(operator, y: torch.Tensor, seed: int) -> torch.Tensor:  # noqa: ANN001
@@ -129,7 +131,9 @@ def run_task(
             start, seconds = estimates[index] if plan.warm_start else (None, 0.0)
             generator = [torch.Generator().manual_seed(seed + index)]
             began = time.perf_counter()  # the window as Restorer.restore_windows restores it
-            out = restore_segments(restorer.denoiser, op, y, plan.guidance, plan.sampler, generator, start)
+            out = restore_average(
+                restorer.denoiser, op, y, plan.guidance, plan.sampler, generator, start, plan.draws
+            )
             seconds += time.perf_counter() - began
             plan_rows += [
                 dict(row, seconds=seconds) for row in score(x[None], y.double(), out.double(), [op])

@@ -32,7 +32,7 @@ from cqtrestore.diffusion import Denoiser, SamplerOptions
 from cqtrestore.guidance import GuidanceOptions
 from cqtrestore.metrics import lsd, si_sdr
 from cqtrestore.operators import Clip, Gap, LowPass, Operator, stack
-from cqtrestore.pipeline import restore_segments
+from cqtrestore.pipeline import restore_average
 from cqtrestore.quality import DEFAULT_QUALITY, QUALITIES, resolve
 from cqtrestore.warmstart import classical_estimate
 
@@ -367,7 +367,7 @@ def sample_posterior(
     guidance = replace(plan.guidance, mode=method.removeprefix("cqt-diff-"))
     sampler = plan.sampler if config.steps is None else replace(plan.sampler, steps=config.steps)
     start = classical_estimate(operator, y) if plan.warm_start else None
-    return restore_segments(denoiser, operator, y, guidance, sampler, generator, start)
+    return restore_average(denoiser, operator, y, guidance, sampler, generator, start, plan.draws)
 
 
 def sampler_description(config: EvalConfig) -> str:
@@ -381,7 +381,8 @@ def sampler_description(config: EvalConfig) -> str:
     plan = resolve(config.quality, operator, config.xi)
     steps = plan.sampler.steps if config.steps is None else config.steps
     start = f"warm start at σ {plan.sampler.sigma_max:g}" if plan.warm_start else "from noise"
-    return f"quality {config.quality} ({plan.sampler.solver}, {steps} steps, {start})"
+    draws = f", mean of {plan.draws} draws" if plan.draws > 1 else ""
+    return f"quality {config.quality} ({plan.sampler.solver}, {steps} steps, {start}{draws})"
 
 
 # ---------------------------------------------------------------- the run

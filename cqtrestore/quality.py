@@ -31,17 +31,19 @@ class Plan:
     sampler: SamplerOptions
     guidance: GuidanceOptions
     warm_start: bool  # start from the classical estimate noised to sampler.sigma_max
+    draws: int = 1  # posterior draws per window, averaged
 
     @property
     def evaluations(self) -> int:
         """Network evaluations per window (a reconstruction-guidance one costs about 2.5x a DC one)."""
-        return self.sampler.evaluations
+        return self.sampler.evaluations * self.draws
 
 
 @dataclass(frozen=True)
 class Setting:
     """One task's entry of a preset: solver, steps, σ₀ (warm start; None: from noise at σ_max = 1), churn,
-    and the lowest σ at which reconstruction guidance, and the projection, still run."""
+    the lowest σ at which reconstruction guidance, and the projection, still run, and the posterior draws
+    averaged per window."""
 
     solver: str
     steps: int
@@ -49,6 +51,7 @@ class Setting:
     s_churn: float = 0.0
     rg_sigma_min: float = 0.0
     dc_sigma_min: float = 0.0
+    draws: int = 1
 
 
 HISS_LEVEL = 1.0  # hiss: a placeholder, sampling starts from y at the noise's own level (cqtrestore.noise)
@@ -98,4 +101,4 @@ def resolve(quality: str, operator: Operator, xi: float = 0.35) -> Plan:
     guidance = replace(
         default_guidance(operator, xi), rg_sigma_min=setting.rg_sigma_min, dc_sigma_min=setting.dc_sigma_min
     )
-    return Plan(sampler, guidance, warm)
+    return Plan(sampler, guidance, warm, setting.draws)

@@ -196,9 +196,10 @@ def restore_options(
     overlap_s: float = 0.37,
     device: str = "auto",
     quality: str = DEFAULT_QUALITY,
+    draws: int | None = None,
 ) -> RestoreOptions:
-    """Validated options: the ``quality`` preset for the operator (``cqtrestore.quality``), with ``mode``
-    and ``steps`` overriding its guidance mode and step count where given."""
+    """Validated options: the ``quality`` preset for the operator (``cqtrestore.quality``), with ``mode``,
+    ``steps`` and ``draws`` overriding its guidance mode, step count and draws per window where given."""
     device = pick_device(device)
     plan = resolve(quality, operator, xi)
     guidance = replace(plan.guidance, mode=mode) if mode else plan.guidance
@@ -210,6 +211,7 @@ def restore_options(
         guidance=guidance,
         sampler=plan.sampler if steps is None else replace(plan.sampler, steps=steps),
         warm_start=plan.warm_start,
+        draws=plan.draws if draws is None else draws,
         seed=seed,
         batch_size=batch_size
         if batch_size is not None

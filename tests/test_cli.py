@@ -214,6 +214,8 @@ def _bad_inputs(tmp_path):
         "bad quality": (["bwe", good, "--cutoff", "3k", "--quality", "ultra"], "fast, balanced, best"),
         "not clipped": (["declip", good], "does not look clipped"),
         "cuda absent": (["bwe", good, "--cutoff", "3k", "--device", "cuda"], "CUDA"),
+        "no draws": (["bwe", good, "--cutoff", "3k", "--draws", "0"], "an integer from 1 to 16"),
+        "too many draws": (["inpaint", good, "--gap", "1:1.2", "--draws", "17"], "from 1 to 16"),
     }
 
 
@@ -222,7 +224,7 @@ CASES = [
     "output is input", "unwritable folder", "missing folder", "output exists", "gap outside file",
     "gaps overlap", "empty gap", "gap too long", "cutoff zero", "cutoff at nyquist", "cutoff junk",
     "unknown checkpoint", "corrupt checkpoint", "dc for a chain", "bad mode", "bad quality", "not clipped",
-    "cuda absent",
+    "cuda absent", "no draws", "too many draws",
 ]  # fmt: skip
 
 
@@ -436,3 +438,18 @@ def test_restore_an_old_recording_clipped_lowpassed_blind_and_hissy(tmp_path):
     )
     bad = run("restore", source, "--hiss", "loud", "--checkpoint", "debug", "--force")
     assert bad.exit_code != 0 and "--hiss takes auto or a level" in bad.output
+
+
+def test_draws_are_averaged_and_said(tmp_path):
+    # Two draws: the report says so, and the output is the mean of the first draw (the one-draw output)
+    # and a second one, so it differs from the one-draw output.
+    source = tmp_path / "in.wav"
+    sf.write(source, piano_like(2.0, 22050), 22050, subtype="FLOAT")
+    common = ["bwe", source, "--cutoff", "2k", "--checkpoint", "debug", "--steps", "3"]
+    one = run(*common, "-o", tmp_path / "one.wav")
+    two = run(*common, "--draws", "2", "-o", tmp_path / "two.wav")
+    assert one.exit_code == 0 and two.exit_code == 0, two.output
+    assert "mean of 2 draws" in two.output and "mean of" not in one.output
+    a, _ = sf.read(tmp_path / "one.wav")
+    b, _ = sf.read(tmp_path / "two.wav")
+    assert a.shape == b.shape and not np.allclose(a, b) and np.all(np.isfinite(b))

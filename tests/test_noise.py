@@ -220,3 +220,31 @@ def test_the_prior_spectrum_is_found_through_wrappers():
     assert float(data_power(lambda x, s: x, 1024, like).abs().max()) == 0.0
     scalar = data_power(Denoiser(ZeroNetwork(), sigma_data=0.1), 1024, like)
     torch.testing.assert_close(scalar, torch.full((513,), 0.01, dtype=torch.float64))
+
+
+def test_averaged_draws_close_in_on_the_posterior_mean_as_one_over_their_count():
+    """restore_average: the first draw is restore_segments' own sample, and the mean of K exact posterior
+    draws (ancestral sampling on the exact Gaussian prior) scatters around the Wiener mean with 1/K of
+    one draw's variance."""
+    from cqtrestore.pipeline import restore_average
+
+    prior = GaussianPrior(64)
+    generator = torch.Generator().manual_seed(1)
+    x = prior.draw(1, generator)
+    sigma_n = 0.03
+    hiss = Hiss(Hiss.white(20 * math.log10(sigma_n), SR).estimate, SR)
+    y = x + sigma_n * torch.randn(x.shape, generator=generator, dtype=torch.float64)
+    y = y.expand(2000, -1).clone()
+    sampler, guidance = SamplerOptions(steps=50, solver="ancestral"), GuidanceOptions("none")
+
+    def run(draws: int, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return restore_average(prior.denoiser, hiss, y, guidance, sampler, g, draws=draws)
+
+    one = restore_segments(prior.denoiser, hiss, y, guidance, sampler, torch.Generator().manual_seed(5))
+    assert torch.equal(run(1, 5), one)
+    g = torch.Generator().manual_seed(5)
+    first, second = (restore_segments(prior.denoiser, hiss, y, guidance, sampler, g) for _ in range(2))
+    torch.testing.assert_close(run(2, 5), (first + second) / 2)
+    single, averaged = run(1, 6).var(dim=0).mean(), run(4, 7).var(dim=0).mean()
+    assert 0.2 < float(averaged / single) < 0.3  # 1/4

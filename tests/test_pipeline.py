@@ -41,7 +41,7 @@ def test_windows_that_differ_are_crossfaded_without_a_jump(restorer, monkeypatch
     """Each window comes back as a different constant: the output moves smoothly between them."""
     calls = []
 
-    def constant(self, y, operator, guidance, sampler, seeds, warm_start=False):
+    def constant(self, y, operator, guidance, sampler, seeds, warm_start=False, draws=1):
         calls.append(seeds)
         return torch.full_like(y, 0.01 * len(calls))
 
@@ -91,7 +91,7 @@ def test_windows_with_different_gaps_share_a_batch_and_pass_through_windows_do_n
 ):
     batches = []
 
-    def identity(self, y, operator, guidance, sampler, seeds, warm_start=False):
+    def identity(self, y, operator, guidance, sampler, seeds, warm_start=False, draws=1):
         batches.append((y.shape[0], operator.describe(), len(seeds)))
         return y.clone()
 
