@@ -105,6 +105,7 @@ def test_presets_resolve_to_the_documented_settings():
             assert plan.sampler.solver == setting.solver and plan.sampler.steps == setting.steps
             assert plan.guidance.rg_sigma_min == setting.rg_sigma_min
             assert plan.guidance.dc_sigma_min == setting.dc_sigma_min
+            assert plan.draws == setting.draws and plan.evaluations == plan.sampler.evaluations * plan.draws
             assert plan.evaluations < best.evaluations / 4
         assert (
             resolve(quality, lowpass).guidance.mode == "dc"
@@ -117,6 +118,9 @@ def test_presets_resolve_to_the_documented_settings():
         assert not unestimated.warm_start and unestimated.sampler.sigma_max == 1.0
     assert PRESETS["fast"]["bwe"].steps < PRESETS["balanced"]["bwe"].steps
     assert resolve("balanced", clip).guidance.dc_sigma_min == 0.005  # declipping: the prior smooths last
+    # balanced averages two draws where SI-SDR counts (gaps, clipping); fast and bandwidth extension: one
+    assert [resolve("balanced", op).draws for op in (lowpass, gap, clip)] == [1, 2, 2]
+    assert all(resolve("fast", op).draws == 1 for op in (lowpass, gap, clip))
     assert set(QUALITIES) == set(PRESETS)
     assert (
         task_of(Stack([gap, Gap([(0.1, 0.2)], SR)])) == "inpaint"
