@@ -5,8 +5,8 @@ guidance), chosen from the quality-versus-evaluations curves of ``bench/sampler.
 S_churn = 5, from noise at σ_max = 1): 69 evaluations. ``balanced`` (the default) and ``fast`` start
 from the classical estimate noised to a small σ₀ (``cqtrestore.warmstart``) and take few
 DPM-Solver++(2M) steps below it; reconstruction guidance, where the task uses it, runs only at the
-upper noise levels of that short schedule. ``balanced`` averages two posterior draws for gaps and
-clipping, where the error that SI-SDR measures is partly one draw's own sampling noise (the mean of K
+upper noise levels of that short schedule. ``balanced`` averages posterior draws for gaps (3) and
+clipping (2), where the error that SI-SDR measures is partly one draw's own sampling noise (the mean of K
 draws has 1/K of it; docs/benchmarks.md). Explicit options (``--steps``, ``--mode``, ``--draws``) override.
 """
 
@@ -62,7 +62,7 @@ PRESETS: dict[str, dict[str, Setting]] = {
     "best": dict.fromkeys(TASKS, BEST),
     "balanced": {
         "bwe": Setting("dpmpp2m", 6, 0.2),
-        "inpaint": Setting("dpmpp2m", 6, 0.05, rg_sigma_min=0.01, draws=2),
+        "inpaint": Setting("dpmpp2m", 5, 0.05, rg_sigma_min=0.01, draws=3),
         "declip": Setting("dpmpp2m", 5, 0.02, rg_sigma_min=0.005, dc_sigma_min=0.005, draws=2),
         "denoise": Setting("dpmpp2m", 6, HISS_LEVEL),
         "composite": Setting("dpmpp2m", 8, 0.2, rg_sigma_min=0.01),
