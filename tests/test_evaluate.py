@@ -242,7 +242,9 @@ def test_eval_report_describes_each_tasks_preset(task):
     from cqtrestore.evaluate import sampler_description
 
     text = sampler_description(EvalConfig(task=task))
-    assert text.startswith("quality balanced (dpmpp2m, 6 steps, warm start at σ")
+    steps, draws = {"bwe": (6, 1), "declip": (5, 2), "inpaint": (5, 3)}[task]
+    assert text.startswith(f"quality balanced (dpmpp2m, {steps} steps, warm start at σ")
+    assert text.endswith(f", mean of {draws} draws)") == (draws > 1)
 
 
 def test_eval_report_names_the_preset_and_a_new_quality_needs_a_new_folder(clean_dir, tmp_path):
