@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from gaussian_prior import GaussianPrior
+from torch import Generator, Tensor
 
 from cqtrestore.diffusion import Denoiser, SamplerOptions, ZeroNetwork
 from cqtrestore.guidance import GuidanceOptions, default_guidance
@@ -121,16 +122,21 @@ def test_coloured_hiss_on_a_stationary_gaussian_prior_gives_its_posterior_mean_w
     torch.testing.assert_close(torch.fft.rfft(out)[:, louder], wiener[:, louder], rtol=1e-6, atol=1e-9)
 
 
+def _white_hiss_on_a_draw(prior: GaussianPrior, sigma_n: float, seed: int) -> tuple[Hiss, Tensor, Generator]:
+    """White hiss of std σₙ (as its operator), y = x + σₙ·n for one draw x of the Gaussian prior, and the
+    generator that drew them (to draw on)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = prior.draw(1, generator)
+    hiss = Hiss(Hiss.white(20 * math.log10(sigma_n), SR).estimate, SR)
+    return hiss, x + sigma_n * torch.randn(x.shape, generator=generator, dtype=torch.float64), generator
+
+
 def test_white_hiss_on_the_exact_gaussian_prior_gives_the_wiener_posterior():
     """Sampling starts from y itself at σₙ (the first evaluation is the Wiener posterior mean
     C(C + σₙ²I)⁻¹y), and ancestral sampling from there draws the posterior: the samples' mean is the
     Wiener estimate and their spread the posterior's."""
-    prior = GaussianPrior(64)
-    generator = torch.Generator().manual_seed(0)
-    x = prior.draw(1, generator)
-    sigma_n = 0.03
-    hiss = Hiss(Hiss.white(20 * math.log10(sigma_n), SR).estimate, SR)
-    y = x + sigma_n * torch.randn(x.shape, generator=generator, dtype=torch.float64)
+    prior, sigma_n = GaussianPrior(64), 0.03
+    hiss, y, generator = _white_hiss_on_a_draw(prior, sigma_n, seed=0)
     wiener = prior.cov @ torch.linalg.solve(prior.cov + sigma_n**2 * torch.eye(64, dtype=torch.float64), y[0])
     calls = []
 
@@ -229,11 +235,7 @@ def test_averaged_draws_close_in_on_the_posterior_mean_as_one_over_their_count()
     from cqtrestore.pipeline import restore_average
 
     prior = GaussianPrior(64)
-    generator = torch.Generator().manual_seed(1)
-    x = prior.draw(1, generator)
-    sigma_n = 0.03
-    hiss = Hiss(Hiss.white(20 * math.log10(sigma_n), SR).estimate, SR)
-    y = x + sigma_n * torch.randn(x.shape, generator=generator, dtype=torch.float64)
+    hiss, y, _ = _white_hiss_on_a_draw(prior, 0.03, seed=1)
     y = y.expand(2000, -1).clone()
     sampler, guidance = SamplerOptions(steps=50, solver="ancestral"), GuidanceOptions("none")
 
