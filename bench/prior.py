@@ -9,7 +9,10 @@ fixed set of ``--crops`` 2^16-sample crops of the valid split (``cqtrestore.data
 near-silent crops redrawn) and compares their third-octave LTAS (``cqtrestore.metrics.third_octave_ltas``:
 Hann 4096/1024, bands 100 Hz–10 kHz, absolute dB). The bar (issue 9): RMS over bands of the dB
 difference <= 3 dB. The level-normalised distance (the mean difference removed) is printed beside it
-as information: it says how much of the miss is spectral shape rather than overall level.
+as information: it says how much of the miss is spectral shape rather than overall level. A stationary
+Gaussian with the right spectrum passes the LTAS bar, so the note onsets per second of every sample
+(``cqtrestore.metrics.onset_times``, spectral flux) are reported beside the valid crops': a prior's
+samples should hold notes.
 
 Diagnostics (not the bar's setting): ``--sigma-max S`` starts the schedule at S instead of 1;
 ``--gaussian-start S`` carries the noise from σ_max to the schedule's first level <= S in closed form along
@@ -29,13 +32,14 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import torch
 
 from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
 from cqtrestore.data import fixed_crops, scan_audio
 from cqtrestore.diffusion import Denoiser, SamplerOptions, StepCallback, ZeroNetwork, sample_heun
-from cqtrestore.metrics import ltas_distance, third_octave_ltas
+from cqtrestore.metrics import ltas_distance, onset_times, third_octave_ltas
 
 SEGMENT = 65536
 BAR_DB = 3.0
@@ -132,10 +136,26 @@ def compare(
         "distance_db": distance,
         "level_normalised_distance_db": ltas_distance(sampled_db, reference_db, level_normalised=True),
         "mean_difference_db": float((sampled_db - reference_db).mean()),
+        **onset_rates(samples, reference, sample_rate),
         "samples_rms_db": float(10 * samples.double().pow(2).mean().log10()),
         "valid_rms_db": float(10 * reference.double().pow(2).mean().log10()),
         "bar_db": BAR_DB,
         "passed": distance <= BAR_DB,
+    }
+
+
+def onset_rates(samples: torch.Tensor, reference: torch.Tensor, sample_rate: int) -> dict:
+    """Note onsets per second (``metrics.onset_times``) of each sample, and the valid crops' mean and
+    10th–90th percentiles: a prior's samples should hold notes, as many as the music does."""
+
+    def rates(items: torch.Tensor) -> list[float]:
+        return [len(onset_times(item, sample_rate)) * sample_rate / item.shape[-1] for item in items]
+
+    reference_rates = rates(reference)
+    return {
+        "sample_onsets_per_s": rates(samples),
+        "valid_onsets_per_s": float(np.mean(reference_rates)),
+        "valid_onsets_per_s_p10_p90": [float(np.percentile(reference_rates, q)) for q in (10, 90)],
     }
 
 
@@ -155,6 +175,12 @@ def print_report(report: dict) -> None:
             )
     print(f"RMS level: samples {report['samples_rms_db']:.2f} dB, valid {report['valid_rms_db']:.2f} dB")
     print(f"mean band difference {report['mean_difference_db']:+.2f} dB")
+    low, high = report["valid_onsets_per_s_p10_p90"]
+    each = ", ".join(f"{rate:.1f}" for rate in report["sample_onsets_per_s"])
+    print(
+        f"note onsets per second: samples {np.mean(report['sample_onsets_per_s']):.2f} ({each}); "
+        f"valid crops {report['valid_onsets_per_s']:.2f} (10th–90th percentile {low:.1f}–{high:.1f})"
+    )
     print(f"LTAS distance {report['distance_db']:.2f} dB (bar {report['bar_db']:g} dB)")
     print(f"level-normalised LTAS distance {report['level_normalised_distance_db']:.2f} dB (information)")
     print("PASS" if report["passed"] else "FAIL")

@@ -82,6 +82,8 @@ def test_prior_bench_zero_network_draws_the_gaussian_prior_of_a_spectral_checkpo
     assert report["zero_network"] and report["checkpoint"] == "piano-small"
     levels = np.array([band["samples_db"] for band in report["bands"]])
     assert levels[:6].max() - levels[-3:].max() > 40
+    # A stationary Gaussian may pass for piano in its spectrum, never in its notes: no onsets.
+    assert report["sample_onsets_per_s"] == [0.0, 0.0]
 
 
 def test_gaussian_start_skips_steps_without_changing_a_gaussian_priors_samples(prior):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from cqtrestore.metrics import (
     lsd,
     lsd_by_band,
     ltas_distance,
+    onset_times,
     power_spectrum,
     si_sdr,
     third_octave_ltas,
@@ -146,3 +148,32 @@ def test_ltas_rejects_short_items_and_bands_past_nyquist():
         third_octave_ltas(torch.zeros(1, 1000), SR)
     with pytest.raises(ValueError, match="Nyquist"):
         third_octave_ltas(torch.zeros(1, 8192), SR, high=12000)
+
+
+def _notes(onsets: list[float], seconds: float, rate: int = 22050, seed: int = 0) -> torch.Tensor:
+    """Decaying harmonic tones starting at ``onsets`` (random pitches), a little noise under them."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    x = 1e-3 * rng.standard_normal(t.size)
+    for onset in onsets:
+        f0 = 110 * 2 ** (rng.integers(0, 36) / 12)
+        envelope = np.where(t >= onset, np.exp(-(t - onset) * 4), 0.0)
+        x += sum(envelope * np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8) if k * f0 < rate / 2)
+    return torch.from_numpy(0.05 * x / np.sqrt(np.mean(x**2)))
+
+
+def test_onsets_of_notes_are_found_where_they_start():
+    onsets = [0.2, 0.55, 0.9, 1.4, 1.6, 2.3, 2.65, 3.5]
+    found = onset_times(_notes(onsets, 4.0), 22050)
+    assert len(found) == len(onsets)
+    assert np.max(np.abs(np.array(found) - onsets)) < 0.03  # within a frame or two of 11.6 ms
+
+
+def test_stationary_noise_and_silence_have_no_onsets_and_level_does_not_matter():
+    generator = torch.Generator().manual_seed(3)
+    noise = [len(onset_times(torch.randn(3 * 22050, generator=generator), 22050)) for _ in range(10)]
+    assert sum(noise) <= 1  # 30 s of white noise: at most one false onset
+    assert onset_times(torch.zeros(22050), 22050) == []
+    assert onset_times(torch.ones(500), 22050) == []  # shorter than two frames
+    notes = _notes([0.3, 1.1, 1.9], 3.0)
+    assert onset_times(notes, 22050) == onset_times(100 * notes, 22050)
