@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
 
 LSD_FFT = 2048
@@ -143,15 +144,11 @@ def onset_times(x: Tensor, sample_rate: int, threshold: float = 6.0) -> list[flo
     log_power = power.clamp_min(power.max() * 1e-8 + 1e-30).log10()
     flux = torch.diff(log_power, dim=1).clamp_min(0).sum(dim=0).numpy()
     half = max(1, round(0.5 * sample_rate / hop))
-    padded = np.pad(flux, half, mode="reflect")
-    local = np.array([np.median(padded[i : i + 2 * half + 1]) for i in range(len(flux))])
-    spread = np.median(np.abs(flux - np.median(flux))) + 1e-12
+    local = np.median(sliding_window_view(np.pad(flux, half, mode="reflect"), 2 * half + 1), axis=1)
     reach = max(1, round(0.05 * sample_rate / hop))
+    peak = np.max(sliding_window_view(np.pad(flux, reach, constant_values=-np.inf), 2 * reach + 1), axis=1)
+    spread = np.median(np.abs(flux - np.median(flux))) + 1e-12
     least = 0.05 * len(log_power)  # a rise of half a decibel in every bin, on average
-    times = []
-    for i, value in enumerate(flux):
-        neighbourhood = flux[max(0, i - reach) : i + reach + 1]
-        rise = value - local[i]
-        if rise > max(threshold * spread, 0.2 * local[i], least) and value == neighbourhood.max():
-            times.append(((i + 1) * hop + n_fft / 2) / sample_rate)  # the later frame's centre
-    return times
+    rise = flux - local
+    onsets = (rise > np.maximum(np.maximum(threshold * spread, 0.2 * local), least)) & (flux == peak)
+    return [((i + 1) * hop + n_fft / 2) / sample_rate for i in np.flatnonzero(onsets)]  # later frame's centre

@@ -157,7 +157,7 @@ def restore_average(
     total = restore_segments(denoiser, operator, y, guidance, sampler, generator, start)
     for _ in range(draws - 1):
         total = total + restore_segments(denoiser, operator, y, guidance, sampler, generator, start)
-    return total / draws if draws > 1 else total
+    return total / draws
 
 
 def data_power(denoiser: object, length: int, like: Tensor) -> Tensor:
