@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cqtrestore import detect
 from cqtrestore.blind import DB_PER_ORDER, BlindLowPass
 from cqtrestore.checkpoints import load_checkpoint
 from cqtrestore.evaluate import load_segments, mean_ci
 from cqtrestore.metrics import lsd, si_sdr
 from cqtrestore.operators import LowPass
 from cqtrestore.pipeline import Restorer
-from cqtrestore.tasks import BLIND_START_HZ, restore_options
+from cqtrestore.tasks import blind_lowpass, restore_options
 
 SR = 22050
 FILTERS = ["kaiser:1000", "kaiser:3000", "butter2:2000", "butter4:3000", "butter6:4000", "butter8:1000"]
@@ -84,10 +83,8 @@ def main() -> None:
         rows = []
         for x in clean:
             y = known(x[None]).float()
-            found = detect.estimate_cutoff(y[0].numpy(), SR)
-            start = min(found.hz if found else BLIND_START_HZ, 0.45 * SR)
-            blind = BlindLowPass(start, SR)
-            row = {"start_hz": start}
+            blind, _ = blind_lowpass(y[0].numpy(), SR)
+            row = {"start_hz": blind.cutoff_hz, "stopband_hz": blind.stopband_hz or math.nan}
             for label, op in (("blind", blind), ("known", known)):
                 options = restore_options(op, seed=args.seed, device="cpu", quality=args.quality)
                 began = time.perf_counter()

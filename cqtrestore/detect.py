@@ -31,6 +31,7 @@ class CutoffEstimate:
     drop_db: float
     passband_db: float
     floor_db: float
+    stopband_hz: float = 0.0  # where the floor was measured from: above it the spectrum is only floor
 
     def describe(self) -> str:
         """One line for the user."""
@@ -94,7 +95,10 @@ def estimate_cutoff(
     quiet = float(np.percentile(level[k - window - window // 2 : k - window // 2], 10.0))
     edge_db = max(floor + EDGE_DB, min(quiet - EDGE_DB, (passband + floor) / 2))
     hz = _edge_hz(level, edge_db, k - window, k + transition, bin_hz)
-    return CutoffEstimate(hz=hz, drop_db=float(drops[best]), passband_db=passband, floor_db=floor)
+    stopband_hz = float(freqs[k + transition])
+    return CutoffEstimate(
+        hz=hz, drop_db=float(drops[best]), passband_db=passband, floor_db=floor, stopband_hz=stopband_hz
+    )
 
 
 def detect_clipping(

@@ -35,18 +35,28 @@ Loader = Callable[[], np.ndarray]  # the whole input as (frames, channels) float
 # ---------------------------------------------------------------- operators from user settings
 
 
+def blind_lowpass(samples: np.ndarray, sample_rate: int) -> tuple[BlindLowPass, detect.CutoffEstimate | None]:
+    """A blind lowpass for audio at ``sample_rate``, started where the cutoff detector finds the spectrum
+    falling (``BLIND_START_HZ`` when it finds nothing) and told where the detector saw its floor; with
+    the detector's estimate."""
+    found = detect.estimate_cutoff(samples, sample_rate)
+    highest = 0.45 * min(sample_rate, MODEL_RATE)
+    start = min(found.hz if found else BLIND_START_HZ, highest)
+    stopband = found.stopband_hz if found and found.stopband_hz < highest else None
+    return BlindLowPass(start, sample_rate, stopband_hz=stopband), found
+
+
 def lowpass_operator(cutoff: str, info: audio.AudioInfo, samples: Loader, say: Say) -> LowPass | BlindLowPass:
     """``--cutoff 3k``, ``auto`` (from the long-term spectrum) or ``blind`` (cutoff and slope estimated
     while sampling, starting from the detector's cutoff) -> a lowpass at the input's rate."""
     word = cutoff.strip().lower()
     if word == "blind":
-        found = detect.estimate_cutoff(samples(), info.sample_rate)
-        start = min(found.hz if found else BLIND_START_HZ, 0.45 * min(info.sample_rate, MODEL_RATE))
+        operator, found = blind_lowpass(samples(), info.sample_rate)
         say(
-            f"blind lowpass: starting from {units.format_frequency(round(start))} "
+            f"blind lowpass: starting from {units.format_frequency(round(operator.cutoff_hz))} "
             + (f"({found.describe()})" if found else "(no cutoff found in the spectrum)")
         )
-        return BlindLowPass(start, info.sample_rate)
+        return operator
     if word == "auto":
         found = detect.estimate_cutoff(samples(), info.sample_rate)
         if found is None:

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from cqtrestore.blind import DB_PER_ORDER, BlindLowPass, FilterEstimation, noise_weight
+from cqtrestore.blind import (
+    DB_PER_ORDER,
+    ESTIMATE_SLOPE_RANGE_DB,
+    BlindLowPass,
+    FilterEstimation,
+    noise_weight,
+)
 from cqtrestore.diffusion import SamplerOptions
 from cqtrestore.guidance import GuidanceOptions, default_guidance
 from cqtrestore.noise import Hiss
@@ -81,6 +87,57 @@ def test_the_projection_takes_y_in_the_passband_and_keeps_the_estimate_where_not
     assert middle_rms(residual) < 1e-3 * middle_rms(low)
 
 
+def steep_lowpassed_noise(cutoff: float, seed: int = 0) -> torch.Tensor:
+    """Coloured noise through a steep (96 dB/octave) lowpass, shape (1, 3 s)."""
+    x = StationaryPrior(3 * SR).draw(1, torch.Generator().manual_seed(seed))
+    return BlindLowPass(cutoff, SR, slope_db=96.0, estimate=False)(x)
+
+
+def test_the_observed_share_is_one_in_the_passband_and_zero_at_the_floor():
+    y = steep_lowpassed_noise(2000.0)
+    op = BlindLowPass(2000.0, SR, stopband_hz=2600.0)
+    n_fft = op.fit_size(y.shape[-1])
+    share = op.observed_share(y, n_fft)[0]
+    freqs = torch.fft.rfftfreq(n_fft, 1 / SR)
+    assert share[(freqs > 100) & (freqs < 1500)].min() > 0.99
+    assert share[freqs > 2600].max() == 0
+    assert torch.equal(BlindLowPass(2000.0, SR).observed_share(y, n_fft), torch.ones(n_fft // 2 + 1).double())
+
+
+def test_a_filter_estimate_too_open_keeps_the_estimate_at_the_floor_instead_of_cutting_a_hole():
+    y = steep_lowpassed_noise(2000.0)
+    x_hat = StationaryPrior(3 * SR).draw(1, torch.Generator().manual_seed(1))  # the band the sampler made
+    freqs = torch.fft.rfftfreq(y.shape[-1], 1 / SR)
+    band = (freqs > 4000) & (freqs < 6000)
+
+    def band_power(x: torch.Tensor) -> float:
+        return float(torch.fft.rfft(x[0])[band].abs().square().mean())
+
+    for stopband, kept in ((None, False), (2600.0, True)):
+        too_open = BlindLowPass(8000.0, SR, slope_db=24.0, stopband_hz=stopband)  # true cutoff: 2 kHz
+        out = too_open.project(x_hat, y)
+        ratio = band_power(out) / band_power(x_hat)
+        assert (ratio > 0.99) if kept else (ratio < 0.1), (stopband, ratio)
+    # below the cutoff the projection still takes y
+    exact = BlindLowPass(2000.0, SR, slope_db=96.0, stopband_hz=2600.0).project(x_hat, y)
+    low = (freqs > 100) & (freqs < 1500)
+    error = torch.fft.rfft(exact[0] - y[0])[low].abs().square().mean()
+    assert float(error / torch.fft.rfft(y[0])[low].abs().square().mean()) < 1e-4
+
+
+def test_the_blind_lowpass_of_a_file_knows_where_the_detector_saw_its_floor():
+    from cqtrestore.operators import LowPass
+    from cqtrestore.tasks import blind_lowpass
+
+    x = StationaryPrior(3 * SR).draw(1, torch.Generator().manual_seed(0))
+    op, found = blind_lowpass(LowPass(2000.0, SR)(x)[0].numpy(), SR)  # the evaluation's Kaiser FIR
+    assert found is not None and op.stopband_hz == found.stopband_hz
+    assert 2000 < op.stopband_hz < 3000 and op.cutoff_hz == pytest.approx(found.hz)
+    full = StationaryPrior(3 * SR).draw(1, torch.Generator().manual_seed(3))[0].numpy()
+    op, found = blind_lowpass(full, SR)
+    assert found is None and op.stopband_hz is None and op.cutoff_hz == pytest.approx(4000.0)
+
+
 def test_at_rate_shares_the_unknowns():
     op = BlindLowPass(3000.0, 44100)
     view = op.at_rate(SR)
@@ -103,6 +160,16 @@ def test_fit_recovers_the_filter_from_the_clean_signal():
     cutoff, slope = op.estimated_response()
     assert cutoff == pytest.approx(2500.0, rel=0.02) and slope == pytest.approx(36.0, rel=0.1)
     assert op.state.history[-1][:2] == pytest.approx((cutoff, slope))
+
+
+def test_the_estimate_stays_at_least_twelve_db_per_octave_steep():
+    x = StationaryPrior(16384).draw(2, torch.Generator().manual_seed(0))
+    first_order = BlindLowPass(2000.0, SR, slope_db=DB_PER_ORDER, estimate=False)  # 6 dB/octave exists
+    op = BlindLowPass(4000.0, SR, slope_db=24.0)
+    for _ in range(20):
+        op.fit(x, first_order(x), steps=25)
+    assert op.slope_db == pytest.approx(ESTIMATE_SLOPE_RANGE_DB[0])
+    assert first_order.slope_db == pytest.approx(6.02, abs=0.01)
 
 
 def hissy(level: float, length: int = 16384) -> Hiss:
@@ -197,6 +264,8 @@ def test_the_blind_lowpass_is_a_bandwidth_extension_task():
         ({"slope_db": float("nan")}, "starting slope"),
         ({"learning_rate": -1.0}, "learning rate"),
         ({"regularisation": 0.0}, "regularisation"),
+        ({"stopband_hz": 11025.0}, "stopband"),
+        ({"stopband_hz": -1.0}, "stopband"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
