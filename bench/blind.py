@@ -9,6 +9,10 @@ twice through the CLI's path (``Restorer.restore``, the default ``balanced`` pre
 detector's estimate, as ``--cutoff blind`` does) and with the true filter given. Reported: the cutoff
 error (Hz, against the true filter's −3 dB point), the estimated slope (its error for the Butterworths),
 and the LSD and SI-SDR of both restorations, mean ± 95 % CI over segments.
+
+``--snr DB`` adds white hiss at that SNR (against the lowpassed segment) after the filter, as an old
+recording carries it; both restorations are then the chain of ``restore --lowpass … --hiss auto`` (the
+lowpass, then hiss estimated from the noisy segment).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from cqtrestore.blind import DB_PER_ORDER, BlindLowPass
 from cqtrestore.checkpoints import load_checkpoint
 from cqtrestore.evaluate import load_segments, mean_ci
 from cqtrestore.metrics import lsd, si_sdr
-from cqtrestore.operators import LowPass
+from cqtrestore.noise import Hiss, estimate_noise
+from cqtrestore.operators import Compose, LowPass
 from cqtrestore.pipeline import Restorer
 from cqtrestore.tasks import blind_lowpass, restore_options
 
@@ -59,6 +64,7 @@ def main() -> None:
     parser.add_argument("--quality", default="balanced")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--snr", type=float, help="white hiss at this SNR (dB) after the lowpass")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -71,6 +77,7 @@ def main() -> None:
         "segments": args.segments,
         "data": str(args.data),
         "quality": args.quality,
+        "snr_db": args.snr,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "filters": {},
@@ -81,11 +88,19 @@ def main() -> None:
     for name in args.filters:
         known, cutoff, slope = true_filter(name)
         rows = []
+        generator = torch.Generator().manual_seed(args.seed)
         for x in clean:
             y = known(x[None]).float()
+            if args.snr is not None:
+                noise = torch.randn(y.shape, generator=generator)
+                y = y + noise * float(y.square().mean().sqrt()) * 10 ** (-args.snr / 20)
             blind, _ = blind_lowpass(y[0].numpy(), SR)
             row = {"start_hz": blind.cutoff_hz, "stopband_hz": blind.stopband_hz or math.nan}
-            for label, op in (("blind", blind), ("known", known)):
+            operators = {"blind": blind, "known": known}
+            if args.snr is not None:
+                hiss = Hiss(estimate_noise(y[0].numpy(), SR), SR)
+                operators = {label: Compose(op, hiss) for label, op in operators.items()}
+            for label, op in operators.items():
                 options = restore_options(op, seed=args.seed, device="cpu", quality=args.quality)
                 began = time.perf_counter()
                 out = torch.from_numpy(restorer.restore(y[0].numpy(), SR, op, options)).double()[None]

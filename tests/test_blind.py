@@ -11,6 +11,7 @@ import torch
 from cqtrestore.blind import (
     DB_PER_ORDER,
     ESTIMATE_SLOPE_RANGE_DB,
+    HISS_FIT_SIGMA_MAX,
     BlindLowPass,
     FilterEstimation,
     noise_weight,
@@ -222,6 +223,19 @@ def test_filter_estimation_weights_its_fit_when_hiss_follows_the_filter():
     assert FilterEstimation(lambda x, sigma: x, blind, y).weight is None
     chained = FilterEstimation(lambda x, sigma: x, Compose(blind, hissy(0.001)), y)
     assert chained.weight is not None and chained.weight.shape == (blind.fit_size(16384) // 2 + 1,)
+
+
+def test_with_hiss_the_filter_is_fitted_only_at_low_noise_levels():
+    y = tone(300.0)
+    blind = BlindLowPass(3000.0, SR)
+    plain = FilterEstimation(lambda x, sigma: x, blind, y, steps=1)
+    chained = FilterEstimation(lambda x, sigma: x, Compose(blind, hissy(0.001)), y, steps=1)
+    assert plain.sigma_max == math.inf and chained.sigma_max == HISS_FIT_SIGMA_MAX
+    chained(y, torch.tensor([0.2]))
+    assert blind.state.steps == 0  # above the limit: no fit
+    chained(y, torch.tensor([HISS_FIT_SIGMA_MAX / 2]))
+    plain(y, torch.tensor([0.2]))
+    assert blind.state.steps == 2
 
 
 def test_the_joint_estimate_recovers_the_cutoff_on_a_gaussian_prior():
