@@ -134,6 +134,8 @@ def test_the_blind_lowpass_of_a_file_knows_where_the_detector_saw_its_floor():
     op, found = blind_lowpass(LowPass(2000.0, SR)(x)[0].numpy(), SR)  # the evaluation's Kaiser FIR
     assert found is not None and op.stopband_hz == found.stopband_hz
     assert 2000 < op.stopband_hz < 3000 and op.cutoff_hz == pytest.approx(found.hz)
+    assert op.slope_db == pytest.approx(min(found.drop_db / math.log2(found.stopband_hz / found.hz), 240))
+    assert op.slope_db > 48  # a cliff: starts steep
     full = StationaryPrior(3 * SR).draw(1, torch.Generator().manual_seed(3))[0].numpy()
     op, found = blind_lowpass(full, SR)
     assert found is None and op.stopband_hz is None and op.cutoff_hz == pytest.approx(4000.0)
