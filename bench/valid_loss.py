@@ -11,7 +11,9 @@ scored as  λ_ref(σ, f)·|D − x₀|²(f)  summed over frequency (Parseval), w
 loss weight of the reference checkpoint's data spectrum P: for the reference itself this is its training
 loss (paper eq. 6 with per-frequency λ); for the others it is the same yardstick. ``gaussian`` stands for
 the reference's stationary Gaussian prior (its network output set to zero), the point training starts
-from. Also reported: the denoised estimate's SNR against the clean crop (dB), which needs no weighting.
+from. Also reported: the denoised estimate's SNR against the clean crop (dB), which needs no weighting,
+and its level above 3.5 kHz in the crops' quietest and loudest thirds of frames against the clean one
+(a prior that brightens the quiet frames has highs that do not decay with the notes; the loss hides it).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import torch
 from cqtrestore.checkpoints import load_checkpoint
 from cqtrestore.data import fixed_crops, scan_audio
 from cqtrestore.diffusion import Denoiser, ZeroNetwork, rfft_weights
+from cqtrestore.metrics import high_band_error_by_loudness
 from cqtrestore.train import edge_taper
 
+SAMPLE_RATE = 22050
 SIGMAS = (0.01, 0.1, 0.3, 1.0, 3.0)
 GAUSSIAN = "gaussian"
 
@@ -53,9 +57,15 @@ def reference_weight(reference: Denoiser, sigma: float, length: int) -> torch.Te
 def scores(
     denoiser: Denoiser, reference: Denoiser, crops: torch.Tensor, sigmas: tuple[float, ...], seed: int
 ) -> dict[str, dict[str, float]]:
-    """Per σ: the λ_ref-weighted loss and the SNR (dB) of D(x, σ), both averaged over crops."""
+    """Per σ: the λ_ref-weighted loss and the SNR (dB) of D(x, σ), both averaged over crops, and the
+    level error above 3.5 kHz in the crops' quietest and loudest thirds of frames (dB)."""
     length = crops.shape[-1]
-    result: dict[str, dict[str, float]] = {"loss": {}, "snr_db": {}}
+    result: dict[str, dict[str, float]] = {
+        "loss": {},
+        "snr_db": {},
+        "high_band_quiet_db": {},
+        "high_band_loud_db": {},
+    }
     for i, sigma in enumerate(sigmas):
         noise = torch.randn(crops.shape, generator=torch.Generator().manual_seed(seed * 1000 + i))
         x = (crops + sigma * noise).float()
@@ -66,6 +76,8 @@ def scores(
         snr = 10 * torch.log10(crops.square().sum(1) / (denoised - crops).square().sum(1).clamp_min(1e-30))
         result["loss"][f"{sigma:g}"] = float(loss.mean())
         result["snr_db"][f"{sigma:g}"] = float(snr.mean())
+        quiet, loud = high_band_error_by_loudness(crops, denoised, SAMPLE_RATE)
+        result["high_band_quiet_db"][f"{sigma:g}"], result["high_band_loud_db"][f"{sigma:g}"] = quiet, loud
     return result
 
 
@@ -101,7 +113,7 @@ def main() -> None:
     print("|---|---|" + "---:|" * (len(sigmas) + 1))
     for folder in args.data:
         files = scan_audio(folder)[0]
-        crops = fixed_crops(files, args.segment, 22050, args.crops, args.seed).double()
+        crops = fixed_crops(files, args.segment, SAMPLE_RATE, args.crops, args.seed).double()
         crops = crops * edge_taper(args.segment, args.taper).double()
         split = report["splits"].setdefault(folder.name, {})
         for name in args.checkpoints:
@@ -110,6 +122,11 @@ def main() -> None:
             cells = " | ".join(f"{split[name]['loss'][f'{s:g}']:.3f}" for s in sigmas)
             snr = split[name]["snr_db"][f"{sigmas[-1]:g}"]
             print(f"| {folder.name} | {name} | {cells} | {snr:.1f} dB |", flush=True)
+        for name in args.checkpoints:  # the highs in quiet frames: a prior should not brighten them
+            quiet, loud = split[name]["high_band_quiet_db"], split[name]["high_band_loud_db"]
+            cells = " | ".join(f"{quiet[f'{s:g}']:+.1f} / {loud[f'{s:g}']:+.1f}" for s in sigmas)
+            label = f"{name}: level > 3.5 kHz, quiet / loud frames (dB)"
+            print(f"| {folder.name} | {label} | {cells} | |", flush=True)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
 

@@ -69,6 +69,25 @@ def lsd_by_band(
     return table[:, 0], table[:, 1], table[:, 2]
 
 
+def high_band_error_by_loudness(
+    reference: Tensor, estimate: Tensor, sample_rate: int, split_hz: float = 3500.0
+) -> tuple[float, float]:
+    """The level error (dB, estimate over reference) of the band above ``split_hz`` in the quietest and
+    the loudest third of the reference's STFT frames (2048/512), averaged over frames and items.
+    Diagnoses a prior whose highs do not decay with the notes: a posterior mean should come out darker
+    (negative), never brighter, where it cannot predict the band."""
+    ref = 10 ** log_power_spectrogram(reference.double())  # (batch, bins, frames), floored
+    est = 10 ** log_power_spectrogram(estimate.double())
+    bins = torch.fft.rfftfreq(LSD_FFT, 1 / sample_rate) > split_hz
+    error = 10 * (est[:, bins].sum(1).log10() - ref[:, bins].sum(1).log10())  # (batch, frames)
+    quiet, loud = [], []
+    for frame_energy, row in zip(ref.sum(1), error, strict=True):
+        low, high = torch.quantile(frame_energy, torch.tensor([1 / 3, 2 / 3], dtype=frame_energy.dtype))
+        quiet.append(row[frame_energy < low].mean())
+        loud.append(row[frame_energy >= high].mean())
+    return float(torch.stack(quiet).mean()), float(torch.stack(loud).mean())
+
+
 def si_sdr(reference: Tensor, estimate: Tensor, eps: float = 1e-12) -> Tensor:
     """Scale-invariant SDR in dB per item (Le Roux et al. 2019), zero-mean signals (batch, length)."""
     reference = reference - reference.mean(dim=-1, keepdim=True)

@@ -177,3 +177,26 @@ def test_stationary_noise_and_silence_have_no_onsets_and_level_does_not_matter()
     assert onset_times(torch.ones(500), 22050) == []  # shorter than two frames
     notes = _notes([0.3, 1.1, 1.9], 3.0)
     assert onset_times(notes, 22050) == onset_times(100 * notes, 22050)
+
+
+def test_high_band_error_by_loudness_is_zero_for_the_reference_and_the_gain_for_a_scaled_copy():
+    from cqtrestore.metrics import high_band_error_by_loudness
+
+    x = torch.randn(2, 22050, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert high_band_error_by_loudness(x, x, 22050) == pytest.approx((0.0, 0.0), abs=1e-9)
+    quiet, loud = high_band_error_by_loudness(x, 0.5 * x, 22050)
+    assert quiet == pytest.approx(-6.02, abs=0.01) and loud == pytest.approx(-6.02, abs=0.01)
+
+
+def test_high_band_error_by_loudness_sees_highs_that_do_not_decay():
+    from cqtrestore.metrics import high_band_error_by_loudness
+
+    rate, generator = 22050, torch.Generator().manual_seed(1)
+    t = torch.arange(2 * rate, dtype=torch.float64) / rate
+    envelope = torch.exp(-3 * t)  # a note decaying by 52 dB over 2 s
+    note = envelope * torch.randn(2 * rate, generator=generator, dtype=torch.float64)
+    steady = 0.03 * torch.randn(2 * rate, generator=generator, dtype=torch.float64)  # highs that stay
+    quiet, loud = high_band_error_by_loudness(note[None], (note + steady)[None], rate)
+    assert quiet > 10 and 0 <= loud < 1  # the decay's tail is far too bright, its attack barely
+    quiet, loud = high_band_error_by_loudness((note + steady)[None], note[None], rate)
+    assert quiet < -10  # and the other way round, darker
