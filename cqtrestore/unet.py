@@ -187,6 +187,11 @@ PRESETS: dict[str, UNetConfig] = {
     ),
 }
 PRESETS["cpu-dilated"] = replace(PRESETS["cpu-attn"], time_mixer="dilated")  # the other long context
+# A third candidate: cpu-dilated with frequency context across the whole spectrum (dilations 1 ... 81,
+# +-162 rows) at the two finest time levels, as small-shallow has. cpu-dilated's highs do not decay with
+# the notes (docs/model-card.md): its full-resolution blocks see +-6 rows, so the envelope of the low
+# partials reaches the highs only at levels whose frames are 4-16x longer. 37 GFLOP per 2^16 window.
+PRESETS["cpu-wide"] = replace(PRESETS["cpu-dilated"], level_layers=(5, 5, 3, 3, 4, 4, 5))
 # ... and the debug network with attention along time at its two coarsest levels (the cpu-* code path).
 PRESETS["debug-attn"] = replace(PRESETS["debug"], time_mixer="attention", time_levels=2, attention_heads=2)
 

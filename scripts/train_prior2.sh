@@ -7,6 +7,7 @@
 # Since 2026-12-06 only the chosen candidate, cpu-dilated, trains (docs/model-card.md says why).
 #   bash scripts/train_prior2.sh                        # cpu-dilated on two threads
 #   PRESETS="cpu-attn cpu-dilated" THREADS=1 bash scripts/train_prior2.sh   # both candidates, as before
+# PRESETS=cpu-wide THREADS=1 INIT=none bash scripts/train_prior2.sh   # the third candidate (2026-12-06)
 # LR=2e-4 resumes at a lower learning rate (it applies from the next step; the warm-up is long past).
 # Other work on the cores: echo 1 > runs/prior2-cpu-dilated/threads (and echo 2 > ... when it is done).
 # Before a session stops: python scripts/bundle_weights.py --run runs/prior2-PRESET --name NAME.

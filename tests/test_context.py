@@ -129,6 +129,17 @@ def test_cpu_candidates_cost_under_half_of_small_shallow_and_keep_old_layouts():
     assert not any(key.startswith("time_") for key in keys)
 
 
+def test_the_wide_candidate_sees_the_whole_spectrum_at_full_time_resolution():
+    wide, lean = PRESETS["cpu-wide"], PRESETS["cpu-dilated"]
+    assert max(wide.level_dilations(0)) == 81 and max(lean.level_dilations(0)) == 3
+    assert 2 * max(wide.level_dilations(0)) * 2 >= 4 * 64  # +-162 rows: over two octaves each way
+    assert flops_per_window(lean) < flops_per_window(wide) < 0.6 * flops_per_window("small-shallow")
+    network = build_unet(wide)
+    with torch.no_grad():
+        out = network(0.1 * torch.randn(1, 2**14), torch.tensor([[0.0]]))
+    assert out.shape == (1, 2**14) and torch.isfinite(out).all()
+
+
 def test_new_config_fields_are_validated():
     with pytest.raises(ValueError, match="one positive layer count per level"):
         UNetConfig(channels=(8, 8), level_layers=(1, 2, 3))
