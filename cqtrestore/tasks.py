@@ -58,7 +58,8 @@ def lowpass_operator(cutoff: str, info: audio.AudioInfo, samples: Loader, say: S
     if word == "blind":
         operator, found = blind_lowpass(samples(), info.sample_rate)
         say(
-            f"blind lowpass: starting from {units.format_frequency(round(operator.cutoff_hz))} "
+            f"blind lowpass: starting from {units.format_frequency(round(operator.cutoff_hz))}, "
+            f"{operator.slope_db:.0f} dB/octave "
             + (f"({found.describe()})" if found else "(no cutoff found in the spectrum)")
         )
         return operator

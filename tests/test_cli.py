@@ -363,7 +363,7 @@ def test_bwe_with_a_blind_cutoff_estimates_the_filter_and_keeps_the_passband(tmp
     sf.write(source, lowpassed.astype(np.float32), rate, subtype="FLOAT")
     result = run("bwe", source, "--cutoff", "blind", "--checkpoint", "debug", "--steps", "3")
     assert result.exit_code == 0, result.output
-    assert "blind lowpass: starting from" in result.output
+    assert re.search(r"blind lowpass: starting from [0-9.]+ k?Hz, \d+ dB/octave", result.output)
     assert re.search(r"blind lowpass \(estimated: -3 dB at \d+ Hz, \d+ dB/octave\)", result.output)
     out, _ = sf.read(tmp_path / "old.restored.wav")
     freqs = np.fft.rfftfreq(x.size, 1 / rate)
