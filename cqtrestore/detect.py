@@ -31,7 +31,7 @@ class CutoffEstimate:
     drop_db: float
     passband_db: float
     floor_db: float
-    stopband_hz: float = 0.0  # where the floor was measured from: above it the spectrum is only floor
+    stopband_hz: float  # where the floor was measured from: above it the spectrum is only floor
 
     def describe(self) -> str:
         """One line for the user."""

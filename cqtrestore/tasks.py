@@ -46,7 +46,8 @@ def blind_lowpass(samples: np.ndarray, sample_rate: int) -> tuple[BlindLowPass, 
     if found is None or found.hz >= highest:
         return BlindLowPass(min(found.hz if found else BLIND_START_HZ, highest), sample_rate), found
     low, high = ESTIMATE_SLOPE_RANGE_DB
-    slope = min(max(found.drop_db / math.log2(found.stopband_hz / found.hz), low), high)
+    octaves = math.log2(found.stopband_hz / found.hz)  # 0 when the edge sits at the floor's first bin
+    slope = min(max(found.drop_db / octaves, low), high) if octaves > 0 else high
     stopband = found.stopband_hz if found.stopband_hz < highest else None
     return BlindLowPass(found.hz, sample_rate, slope_db=slope, stopband_hz=stopband), found
 

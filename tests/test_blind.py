@@ -141,6 +141,19 @@ def test_the_blind_lowpass_of_a_file_knows_where_the_detector_saw_its_floor():
     assert found is None and op.stopband_hz is None and op.cutoff_hz == pytest.approx(4000.0)
 
 
+def test_an_edge_at_the_floors_first_bin_starts_at_the_steepest_slope(monkeypatch):
+    from cqtrestore import detect
+    from cqtrestore.tasks import blind_lowpass
+
+    at_floor = detect.CutoffEstimate(
+        hz=3000.0, drop_db=60.0, passband_db=-20.0, floor_db=-80.0, stopband_hz=3000.0
+    )
+    monkeypatch.setattr(detect, "estimate_cutoff", lambda samples, rate: at_floor)
+    op, found = blind_lowpass(np.zeros(SR, dtype=np.float32), SR)
+    assert found is at_floor and op.slope_db == pytest.approx(ESTIMATE_SLOPE_RANGE_DB[1])
+    assert op.stopband_hz == 3000.0
+
+
 def test_at_rate_shares_the_unknowns():
     op = BlindLowPass(3000.0, 44100)
     view = op.at_rate(SR)
