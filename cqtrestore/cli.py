@@ -36,7 +36,8 @@ def train(
     data_dir: Path = typer.Argument(..., help="Folder of training audio (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoint, EMA weights, logs."),
     preset: str = typer.Option(
-        "small", help="Network preset: paper, small, small-shallow, cpu-attn, cpu-dilated, debug."
+        "small",
+        help="Network preset: paper, small, small-shallow, cpu-attn, cpu-dilated, cpu-wide, cpu-gate, debug.",
     ),
     steps: int = typer.Option(100_000, help="Total optimiser steps (a resumed run continues to this)."),
     batch_size: int = typer.Option(4, help="Crops per step."),
@@ -90,7 +91,8 @@ def train(
     init: str | None = typer.Option(
         None,
         "--init",
-        help="Start a new run from these weights (checkpoint name or .safetensors of the same preset).",
+        help="Start a new run from these weights (checkpoint name or .safetensors of the same preset, "
+        "or of one it grows from: cpu-gate from cpu-dilated).",
     ),
 ) -> None:
     """Train a diffusion prior on a folder of audio (EDM loss, Adam, EMA; resumable).

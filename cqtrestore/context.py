@@ -1,4 +1,5 @@
-"""Long context in time for the U-Net's coarse levels: self-attention or dilated convolutions along time.
+"""Long context for the U-Net: along time at the coarse levels (self-attention or dilated convolutions),
+and across the whole spectrum at the fine levels (a frequency gate).
 
 The U-Net's residual blocks mix frequency widely (dilated 5x3 convolutions) but time only by ±1 frame
 per layer, so at high noise levels nothing sees more than a fraction of a second. These mixers sit
@@ -6,10 +7,18 @@ after the blocks of the coarsest levels, where a frame is 30-270 ms of audio and
 one at full resolution. Both act on every frequency row separately (frequency is mixed by the blocks),
 keep the (batch, channels, rows, frames) shape, work for any number of frames, and start as the
 identity (zero-initialised output), so a fresh network is still the spectral Gaussian prior.
+
+The frequency gate answers the opposite lack: the fine levels' blocks see only a few frequency rows,
+so a quiet frame's high rows cannot tell that the frame is quiet (docs/model-card.md). The gate gives
+every frame a gain curve over frequency computed from the whole frame's band levels. It too starts as
+the identity, so it can be added to a trained network without changing its function.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -64,6 +73,40 @@ class TimeDilated(nn.Module):
     def flops(self, rows: int, frames: int) -> int:
         channels = self.convs[0].in_channels
         return 2 * rows * frames * len(self.dilations) * 3 * channels**2
+
+
+class FrequencyGate(nn.Module):
+    """x <- x · (1 + Σ_k basis_k(row) · g_k(frame)): a per-frame, per-channel gain curve over frequency.
+
+    g comes from the frame's log mean-square level per channel in ``bands`` equal bands of rows,
+    through a small MLP (GELU) whose zero-initialised output gives ``basis`` coefficients per channel
+    on a fixed cosine basis over the rows. Cost: O(channels · rows · frames) plus the MLP per frame.
+    """
+
+    def __init__(self, channels: int, bands: int, basis: int, hidden: int, rows: int) -> None:
+        super().__init__()
+        self.bands, self.basis = bands, basis
+        self.hidden = nn.Conv2d(channels * bands, hidden, 1)
+        self.out = nn.Conv2d(hidden, channels * basis, 1, bias=False)
+        nn.init.zeros_(self.out.weight)
+        position = (torch.arange(rows, dtype=torch.float64) + 0.5) / rows
+        cosines = torch.cos(math.pi * torch.arange(basis, dtype=torch.float64)[:, None] * position)
+        self.register_buffer("cosines", cosines.float(), persistent=False)  # (basis, rows), fixed
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, channels, rows, frames) -> the same shape."""
+        batch, channels, rows, frames = x.shape
+        power = F.adaptive_avg_pool2d(x.square(), (self.bands, frames))  # (batch, channels, bands, frames)
+        level = torch.log10(power + 1e-6).reshape(batch, channels * self.bands, 1, frames)
+        coefficients = self.out(F.gelu(self.hidden(level))).reshape(batch, channels, self.basis, frames)
+        gain = torch.einsum("bckt,kr->bcrt", coefficients, self.cosines.to(x.dtype))
+        return x * (1 + gain)
+
+    def flops(self, rows: int, frames: int) -> int:
+        """Multiply-adds x 2 on one item: the MLP and the gain curve (element-wise work not counted)."""
+        hidden = self.hidden.out_channels
+        channels = self.out.out_channels // self.basis
+        return 2 * frames * (hidden * channels * (self.bands + self.basis) + channels * rows * self.basis)
 
 
 def build_mixer(kind: str, channels: int, heads: int, dilations: tuple[int, ...]) -> nn.Module:

@@ -25,7 +25,7 @@ from cqtrestore.augment import Augmentation
 from cqtrestore.checkpoints import atomic_write, save_weights
 from cqtrestore.data import RandomCrops, crop_batches, estimate_spectrum, fixed_crops, scan_audio, split_files
 from cqtrestore.diffusion import SIGMA_DATA, Denoiser, SamplerOptions, sample_heun, training_sigmas
-from cqtrestore.unet import build_unet, min_length, resolve_config
+from cqtrestore.unet import build_unet, grows_from, load_grown, min_length, resolve_config
 
 VALID_SIGMAS = (1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0)
 LOSS_BINS = 8  # log-spaced σ bins of the training-loss log
@@ -347,7 +347,8 @@ def initialise_from(
     except (CheckpointError, OSError, ValueError) as error:
         raise TrainError(f"--init {spec}: {error}") from None
     wanted = resolve_config(config.preset)
-    if prior.config != wanted:
+    grown = prior.config != wanted and grows_from(prior.config, wanted)
+    if prior.config != wanted and not grown:
         raise TrainError(
             f"--init {spec}: its network ({info.preset}) is not this run's preset {config.preset!r}"
         )
@@ -355,8 +356,12 @@ def initialise_from(
         kind = "spectral" if info.data_spectrum is not None else "scalar"
         raise TrainError(f"--init {spec}: a {kind}-preconditioned prior, this run is {config.precondition}")
     state = prior.state_dict()
-    net.load_state_dict(state)
-    ema.load_state_dict(state)
+    if grown:  # the new gates start as the identity: the same function as the prior
+        load_grown(net, state)
+        load_grown(ema, state)
+    else:
+        net.load_state_dict(state)
+        ema.load_state_dict(state)
     spectrum = None if info.data_spectrum is None else torch.tensor(info.data_spectrum, dtype=torch.float32)
     step = read_step(info.path)
     return spectrum, {"init_preset": info.preset, **({"init_step": step} if step is not None else {})}

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from cqtrestore.context import MIXERS, build_mixer
+from cqtrestore.context import MIXERS, FrequencyGate, build_mixer
 from cqtrestore.cqt import CQT, frame_layout
 
 INV_SQRT2 = 1 / math.sqrt(2)
@@ -74,6 +74,12 @@ class UNetConfig:
     time_levels: int = 0
     attention_heads: int = 4
     time_dilations: tuple[int, ...] = (1, 2, 4, 8)
+    # Context across the spectrum (cqtrestore.context.FrequencyGate): a per-frame gain curve over
+    # frequency after the blocks of the ``freq_gate_levels`` finest levels (encoder and decoder).
+    freq_gate_levels: int = 0
+    freq_gate_bands: int = 8  # band levels per channel the gate reads
+    freq_gate_basis: int = 8  # cosines over the rows its gain curve is made of
+    freq_gate_hidden: int = 64
 
     def __post_init__(self) -> None:
         for name in ("channels", "kernel_size", "noise_mlp", "level_layers", "time_dilations"):
@@ -90,6 +96,15 @@ class UNetConfig:
             )
         if self.time_mixer == "attention" and any(c % self.attention_heads for c in self.mixer_channels):
             raise ValueError(f"{self.attention_heads} attention heads do not divide {self.mixer_channels}")
+        if (
+            not 0 <= self.freq_gate_levels <= len(self.channels)
+            or min(self.freq_gate_bands, self.freq_gate_basis, self.freq_gate_hidden) < 1
+        ):
+            raise ValueError(
+                f"freq_gate_levels must be from 0 to the number of levels and the gate's bands, basis "
+                f"and hidden width positive, got {self.freq_gate_levels}, {self.freq_gate_bands}, "
+                f"{self.freq_gate_basis}, {self.freq_gate_hidden}"
+            )
         if not self.time_dilations or min(self.time_dilations) < 1:
             raise ValueError(f"time_dilations must be positive, got {self.time_dilations}")
         if len(self.channels) < 2 or min(self.channels) < 1:
@@ -135,6 +150,10 @@ class UNetConfig:
     def has_mixer(self, level: int) -> bool:
         """Whether the blocks at ``level`` (and, for any mixer, the middle block) are followed by one."""
         return self.time_mixer != "none" and level >= len(self.channels) - self.time_levels
+
+    def has_gate(self, level: int) -> bool:
+        """Whether the blocks at ``level`` (encoder and decoder) are followed by a frequency gate."""
+        return level < self.freq_gate_levels
 
     @property
     def mixer_channels(self) -> tuple[int, ...]:
@@ -192,8 +211,15 @@ PRESETS["cpu-dilated"] = replace(PRESETS["cpu-attn"], time_mixer="dilated")  # t
 # the notes (docs/model-card.md): its full-resolution blocks see +-6 rows, so the envelope of the low
 # partials reaches the highs only at levels whose frames are 4-16x longer. 37 GFLOP per 2^16 window.
 PRESETS["cpu-wide"] = replace(PRESETS["cpu-dilated"], level_layers=(5, 5, 3, 3, 4, 4, 5))
+# A fourth: cpu-dilated with a frequency gate after the blocks of its two finest levels, a per-frame
+# gain curve over the spectrum from the frame's band levels (cqtrestore.context.FrequencyGate). It
+# starts as the identity, so it grows from cpu-dilated's trained weights (``grows_from``); it costs
+# under 0.1 GFLOP more.
+PRESETS["cpu-gate"] = replace(PRESETS["cpu-dilated"], freq_gate_levels=2)
 # ... and the debug network with attention along time at its two coarsest levels (the cpu-* code path).
 PRESETS["debug-attn"] = replace(PRESETS["debug"], time_mixer="attention", time_levels=2, attention_heads=2)
+# ... and with a frequency gate at its finest level (grows from debug).
+PRESETS["debug-gate"] = replace(PRESETS["debug"], freq_gate_levels=1)
 
 
 def resolve_config(preset_or_config: str | UNetConfig) -> UNetConfig:
@@ -540,6 +566,12 @@ class CQTUNet(nn.Module):
         self.time_down = nn.ModuleDict({str(i): mixer(channels[i]) for i in coarse})
         self.time_middle = mixer(channels[-1]) if coarse else None
         self.time_up = nn.ModuleDict({str(i): mixer(channels[max(i - 1, 0)]) for i in coarse})
+        gate = lambda width: FrequencyGate(  # noqa: E731
+            width, config.freq_gate_bands, config.freq_gate_basis, config.freq_gate_hidden, config.rows
+        )
+        fine = [i for i in range(levels) if config.has_gate(i)]
+        self.gate_down = nn.ModuleDict({str(i): gate(channels[i]) for i in fine})
+        self.gate_up = nn.ModuleDict({str(i): gate(channels[max(i - 1, 0)]) for i in fine})
         self.min_length = min_length(config)
         self.checkpoint_blocks = False  # recompute each block in backward: less memory, ~1/3 more time
         self._transforms: OrderedDict[int, CQT] = OrderedDict()  # not submodules: no state-dict entries
@@ -587,6 +619,8 @@ class CQTUNet(nn.Module):
             x = self._block(modules[0], x, embedding)
             if str(level) in self.time_down:
                 x = self.time_down[str(level)](x)
+            if str(level) in self.gate_down:
+                x = self.gate_down[str(level)](x)
             skips.append(x)
             if len(modules) > 1:
                 _, downsample, combiner = modules
@@ -601,6 +635,8 @@ class CQTUNet(nn.Module):
             x = self._block(modules[0], torch.cat([x[..., : skip.shape[-1]], skip], dim=1), embedding)
             if str(level) in self.time_up:
                 x = self.time_up[str(level)](x)
+            if str(level) in self.gate_up:
+                x = self.gate_up[str(level)](x)
             if len(modules) > 1:  # the last level reuses the previous level's combiner, as the reference does
                 combiner = modules[2]
             pyramid = combiner(pyramid, x)
@@ -623,6 +659,24 @@ def min_length(config: UNetConfig) -> int:
         mid = (low + high) // 2
         low, high = (low, mid) if long_enough(mid) else (mid, high)
     return high
+
+
+def grows_from(old: UNetConfig, new: UNetConfig) -> bool:
+    """Whether ``new`` is ``old`` plus frequency gates only: modules that start as the identity, so
+    ``old``'s trained weights give ``new`` the same function (``load_grown``)."""
+    return (
+        new.freq_gate_levels >= old.freq_gate_levels
+        and replace(new, freq_gate_levels=old.freq_gate_levels) == old
+    )
+
+
+def load_grown(network: CQTUNet, state: dict[str, Tensor]) -> CQTUNet:
+    """Load a smaller layout's weights (``grows_from``) into ``network``; its new gates stay identity."""
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    grown = [key for key in missing if not key.startswith(("gate_down.", "gate_up."))]
+    if unexpected or grown:
+        raise ValueError(f"not a grown layout: missing {grown[:3]}, unexpected {unexpected[:3]}")
+    return network
 
 
 def build_unet(preset_or_config: str | UNetConfig) -> CQTUNet:
@@ -665,9 +719,16 @@ def flops_per_window(config: str | UNetConfig, length: int = 65536) -> int:
             return rows * t * (4 * c**2 + 2 * t * c)
         return rows * t * len(cfg.time_dilations) * 3 * c**2
 
+    def gate(c: int, t: int, level: int) -> int:
+        if not cfg.has_gate(level):
+            return 0
+        bands, basis, hidden = cfg.freq_gate_bands, cfg.freq_gate_basis, cfg.freq_gate_hidden
+        return t * (hidden * c * (bands + basis) + c * rows * basis)
+
     down_taps, up_taps = sinc_resample_kernel(2, 1).shape[-1], sinc_resample_kernel(1, 2).numel()
     for i in range(cfg.levels):
         macs += block(channels[max(i - 1, 0)], channels[i], frames[i], i) + mixer(channels[i], frames[i], i)
+        macs += gate(channels[i], frames[i], i)
         if i < cfg.levels - 1:  # resample features and pyramid, then the 2 -> C combiner
             macs += rows * frames[i + 1] * ((channels[i] + 2) * down_taps + 2 * channels[i])
     macs += block(channels[-1], channels[-1], frames[-1], cfg.levels - 1)
@@ -675,7 +736,7 @@ def flops_per_window(config: str | UNetConfig, length: int = 65536) -> int:
     for i in reversed(range(cfg.levels)):
         c_out = channels[max(i - 1, 0)]
         macs += block(2 * channels[i], c_out, frames[i], i) + rows * frames[i] * 2 * c_out
-        macs += mixer(c_out, frames[i], i)
+        macs += mixer(c_out, frames[i], i) + gate(c_out, frames[i], i)
         if i > 0:
             macs += rows * frames[i] * (c_out + 2) * up_taps
     return 2 * macs

@@ -3,11 +3,13 @@
 # timbres) on the CPU, in the background, at the lowest priority. Each preset gets its own run folder
 # runs/prior2-PRESET and THREADS threads; rerunning resumes each from its last checkpoint. A fresh run
 # folder (a new machine) starts from the committed EMA weights prior2-attn / prior2-dilated, so a lost
-# machine costs only the optimizer state; INIT=none starts from the spectral Gaussian prior instead.
+# machine costs only the optimizer state; INIT=none starts from the spectral Gaussian prior instead,
+# INIT=NAME from another checkpoint (of the same layout, or one the preset grows from).
 # Since 2026-12-06 only the chosen candidate, cpu-dilated, trains (docs/model-card.md says why).
 #   bash scripts/train_prior2.sh                        # cpu-dilated on two threads
 #   PRESETS="cpu-attn cpu-dilated" THREADS=1 bash scripts/train_prior2.sh   # both candidates, as before
 # PRESETS=cpu-wide THREADS=1 INIT=none bash scripts/train_prior2.sh   # the third candidate (2026-12-06)
+# PRESETS=cpu-gate THREADS=1 LR=2e-4 INIT=prior2-dilated bash scripts/train_prior2.sh   # the fourth (grown)
 # LR=2e-4 resumes at a lower learning rate (it applies from the next step; the warm-up is long past).
 # Other work on the cores: echo 1 > runs/prior2-cpu-dilated/threads (and echo 2 > ... when it is done).
 # Before a session stops: python scripts/bundle_weights.py --run runs/prior2-PRESET --name NAME.
@@ -16,7 +18,7 @@ cd "$(dirname "$0")/.."
 for preset in ${PRESETS:-cpu-dilated}; do
   out=runs/prior2-$preset
   resume=""
-  init="--init prior2-${preset#cpu-}"
+  init="--init ${INIT:-prior2-${preset#cpu-}}"
   [ "${INIT:-}" = none ] && init=""
   [ -f "$out/checkpoint.pt" ] && { resume="--resume"; init=""; }
   mkdir -p "$out"

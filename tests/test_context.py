@@ -1,4 +1,4 @@
-"""Long context in time: the mixers (cqtrestore.context) and the presets that use them."""
+"""Long context: the time mixers and the frequency gate (cqtrestore.context), and the presets using them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cqtrestore.context import TimeAttention, TimeDilated
-from cqtrestore.unet import PRESETS, UNetConfig, build_unet, flops_per_window
+from cqtrestore.context import FrequencyGate, TimeAttention, TimeDilated
+from cqtrestore.unet import PRESETS, UNetConfig, build_unet, flops_per_window, grows_from, load_grown
 from tests.test_unet import randomised
 
 MIXED = UNetConfig(
@@ -26,7 +26,10 @@ MIXED = UNetConfig(
 )
 
 
-@pytest.mark.parametrize("mixer", [TimeAttention(8, 2), TimeDilated(8, (1, 2, 4))])
+@pytest.mark.parametrize(
+    "mixer",
+    [TimeAttention(8, 2), TimeDilated(8, (1, 2, 4)), FrequencyGate(8, bands=2, basis=3, hidden=4, rows=5)],
+)
 def test_fresh_mixers_are_the_identity(mixer):
     x = torch.randn(2, 8, 5, 7)
     torch.testing.assert_close(mixer(x), x)
@@ -147,3 +150,65 @@ def test_new_config_fields_are_validated():
         UNetConfig(channels=(8, 8), time_mixer="lstm")
     with pytest.raises(ValueError, match="heads"):
         UNetConfig(channels=(8, 6), time_mixer="attention", time_levels=1, attention_heads=4)
+    with pytest.raises(ValueError, match="freq_gate_levels"):
+        UNetConfig(channels=(8, 8), freq_gate_levels=3)
+    with pytest.raises(ValueError, match="freq_gate_levels"):
+        UNetConfig(channels=(8, 8), freq_gate_levels=1, freq_gate_basis=0)
+
+
+def test_frequency_gate_is_a_per_frame_gain_curve_from_band_levels():
+    torch.manual_seed(5)
+    gate = randomised(FrequencyGate(3, bands=2, basis=4, hidden=5, rows=6)).double()
+    x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
+    expected = torch.empty_like(x)
+    rows = (torch.arange(6, dtype=torch.float64) + 0.5) / 6
+    cosines = torch.stack([torch.cos(math.pi * k * rows) for k in range(4)])  # (basis, rows)
+    for b in range(2):
+        for t in range(7):
+            bands = x[b, :, :, t].square().reshape(3, 2, 3).mean(-1)  # rows 0-2 and 3-5, per channel
+            level = torch.log10(bands + 1e-6).reshape(6)
+            hidden = torch.nn.functional.gelu(gate.hidden.weight[:, :, 0, 0] @ level + gate.hidden.bias)
+            coefficients = (gate.out.weight[:, :, 0, 0] @ hidden).reshape(3, 4)
+            expected[b, :, :, t] = x[b, :, :, t] * (1 + coefficients @ cosines)
+    torch.testing.assert_close(gate(x), expected)
+
+
+def test_frequency_gate_lets_every_row_see_the_whole_frame_and_no_other_frame():
+    torch.manual_seed(6)
+    gate = randomised(FrequencyGate(4, bands=8, basis=8, hidden=16, rows=450))
+    x = torch.randn(1, 4, 450, 5, requires_grad=True)
+    gate(x)[0, :, 440, 2].sum().backward()  # a high row of frame 2
+    assert (x.grad[0, :, :, 2].abs().sum(0) > 0).all()  # depends on the lowest rows of its frame
+    assert x.grad[0, :, :, [0, 1, 3, 4]].abs().max() == 0
+
+
+def test_gated_preset_grows_from_its_base_with_the_same_function():
+    base, gated = PRESETS["cpu-dilated"], PRESETS["cpu-gate"]
+    assert (
+        grows_from(base, gated) and not grows_from(gated, base) and not grows_from(base, PRESETS["cpu-wide"])
+    )
+    assert flops_per_window(base) < flops_per_window(gated) < 1.01 * flops_per_window(base)
+    torch.manual_seed(7)
+    small = randomised(build_unet("debug"))
+    grown = load_grown(build_unet("debug-gate"), small.state_dict())
+    x = 0.1 * torch.randn(2, 2**13)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x, torch.tensor([[-0.5]])), small(x, torch.tensor([[-0.5]])))
+        randomised(grown.gate_up)  # once trained, the gates change the function
+        assert not torch.allclose(grown(x, torch.tensor([[-0.5]])), small(x, torch.tensor([[-0.5]])))
+    with pytest.raises(ValueError, match="not a grown layout"):
+        load_grown(build_unet("debug-attn"), small.state_dict())
+
+
+def test_flop_count_with_gates_matches_the_flop_counter():
+    config = UNetConfig(**{**MIXED.to_dict(), "time_mixer": "dilated", "freq_gate_levels": 2})
+
+    def inplace_addmm(self_shape, a_shape, b_shape, out_shape=None, **kwargs) -> int:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: inplace_addmm}) as counter:
+        with torch.no_grad():
+            build_unet(config)(torch.randn(1, 2**13), torch.zeros(1, 1))
+    assert counter.get_total_flops() == flops_per_window(config, 2**13)
+    plain = UNetConfig(**{**config.to_dict(), "freq_gate_levels": 0})
+    assert flops_per_window(config, 2**13) > flops_per_window(plain, 2**13)

@@ -276,6 +276,12 @@ def test_init_starts_a_new_run_from_the_given_weights_and_their_spectrum(tones, 
         train(TrainConfig(steps=1, **dict(tiny, preset="debug-attn")), tones, tmp_path / "a", init=weights)
     with pytest.raises(TrainError, match="spectral-preconditioned prior, this run is scalar"):
         train(TrainConfig(steps=1, **dict(tiny, precondition="scalar")), tones, tmp_path / "b", init=weights)
+    # A preset that grows from the weights' (new gates, identity at the start) takes them.
+    train(TrainConfig(steps=1, **dict(tiny, preset="debug-gate")), tones, tmp_path / "grown", init=weights)
+    grown = load_checkpoint(tmp_path / "grown" / "checkpoint.pt")["model"]
+    assert any(key.startswith("gate_up.") for key in grown)
+    for key, value in first["ema"].items():
+        torch.testing.assert_close(grown[key], value, rtol=0, atol=1e-6)
     args = ["train", str(tones), "--out", str(tmp_path / "c"), "--preset", "debug", "--steps", "1"]
     result = CliRunner().invoke(app, [*args, "--init", str(tmp_path / "missing.safetensors")])
     assert result.exit_code != 0 and "--init" in result.output and "Traceback" not in result.output
