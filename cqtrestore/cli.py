@@ -66,6 +66,12 @@ def train(
         help="scalar (the paper's EDM σ_data) or spectral (σ_data² -> the training data's power spectrum, "
         "measured at the start; an untrained network is then the data's Gaussian prior).",
     ),
+    loss: str = typer.Option(
+        "spectral",
+        help="spectral (λ per frequency, paper eq. 6) or local (also weighted toward the quiet "
+        "time-frequency cells of the noisy input; spectral preconditioning only; the minimiser is "
+        "still the posterior mean).",
+    ),
     edge_taper: int = typer.Option(
         0, help="Samples of raised-cosine fade at both ends of every crop (0: none; use with spectral)."
     ),
@@ -122,6 +128,7 @@ def train(
             workers=workers,
             sigma_distribution=sigma_distribution,
             precondition=precondition,
+            loss=loss,
             edge_taper=edge_taper,
             augment=augment,
             gain_db=gain_db,

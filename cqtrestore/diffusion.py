@@ -13,12 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 SIGMA_DATA = 0.057  # standard deviation of the training audio (the paper's MAESTRO figure)
 # Samples of reflection added at each end before the spectral filters, so that they act as linear (not
 # circular) filters on a window: longer than their impulse responses (P is smooth over 1/1024 of the rate).
 EDGE_PAD = 2048
+# The local loss weighting (``Denoiser.local_weighted_error``): STFT cells of 23 ms at 22.05 kHz, hop a
+# quarter of that, and the weight of a cell at most 20 dB above or below the average.
+LOCAL_FFT, LOCAL_HOP = 512, 128
+LOCAL_MAX_GAIN_DB = 20.0
 
 DenoiserFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -132,6 +137,47 @@ class Denoiser(nn.Module):
         target = (torch.fft.rfft(x0) - c_skip * spectrum) / c_out
         error = (output - target).abs() ** 2
         return (error * rfft_weights(x0.shape[-1], error)).sum(dim=1) / x0.shape[-1] ** 2
+
+    def local_weighted_error(
+        self, x0: Tensor, sigma: Tensor, noise: Tensor, max_gain_db: float = LOCAL_MAX_GAIN_DB
+    ) -> Tensor:
+        """``weighted_error`` with the λ-weighted error further weighted per time-frequency cell by how
+        quiet the noisy input x is there: g = (P(f) + σ²) / S_x(t, f), clipped to ±``max_gain_db``,
+        S_x x's smoothed short-time power (``local_weights``). The weight depends on x alone, so
+        the minimiser is still the posterior mean E[x₀ | x]; it only moves the network's capacity
+        toward the quiet cells (decays, the highs of soft notes) that a log-spectral distance counts
+        as much as the loud ones. Spectral preconditioning only."""
+        if self.spectrum is None:
+            raise ValueError("the local weighting needs spectral preconditioning (a data spectrum)")
+        sigma = _per_item(sigma, x0)
+        x = x0 + sigma * noise
+        spectrum, output, c_skip, c_out = self._spectral_parts(x, sigma)
+        target = (torch.fft.rfft(x0) - c_skip * spectrum) / c_out
+        length = x0.shape[-1]
+        error = torch.fft.irfft(output - target, n=length)  # λ-weighted error, per sample
+        window = torch.hann_window(LOCAL_FFT, dtype=x.dtype, device=x.device)
+        cells = torch.stft(error, LOCAL_FFT, LOCAL_HOP, window=window, return_complex=True)
+        weights = self.local_weights(x.detach(), sigma, max_gain_db)
+        # Hann² over hops of a quarter window sums to 3/8 · LOCAL_FFT / LOCAL_HOP = 1.5 per sample:
+        # with g = 1 this is mean(error²), the spectral loss above (but for the ends).
+        scale = 1.5 * LOCAL_FFT * length
+        bins = rfft_weights(LOCAL_FFT, weights)[:, None]
+        return (weights * bins * cells.abs().square()).sum(dim=(1, 2)) / scale
+
+    @torch.no_grad()
+    def local_weights(self, x: Tensor, sigma: Tensor, max_gain_db: float = LOCAL_MAX_GAIN_DB) -> Tensor:
+        """g(t, f) = (P(f) + σ²) / S_x(t, f) on the STFT cells of ``local_weighted_error`` (batch, bins,
+        frames), S_x the noisy input's power per cell (3 x 3 cells averaged, in the units of P),
+        clipped to 10^(±max_gain_db/10) and normalised to mean 1 per item."""
+        sigma = _per_item(sigma, x)
+        window = torch.hann_window(LOCAL_FFT, dtype=x.dtype, device=x.device)
+        power = torch.stft(x, LOCAL_FFT, LOCAL_HOP, window=window, return_complex=True).abs().square()
+        power = F.avg_pool2d(power[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+        power = power / window.square().sum()  # E = P(f) + σ² for stationary noise-like input
+        expected = self.power(LOCAL_FFT, x)[0][None, :, None] + sigma[:, :, None] ** 2
+        limit = 10 ** (max_gain_db / 10)
+        gain = (expected / power.clamp_min(1e-30)).clamp(1 / limit, limit)
+        return gain / gain.mean(dim=(1, 2), keepdim=True)
 
 
 def _reflect(x: Tensor, pad: int) -> Tensor:

@@ -31,6 +31,7 @@ VALID_SIGMAS = (1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0)
 LOSS_BINS = 8  # log-spaced σ bins of the training-loss log
 SIGMA_DISTRIBUTIONS = ("rho", "lognormal")
 PRECONDITIONINGS = ("scalar", "spectral")
+LOSSES = ("spectral", "local")  # λ per frequency (paper eq. 6); and per time-frequency cell as well
 SPECTRUM_CROPS = 1024  # training crops whose average power spectrum a spectral run measures
 BWE_CUTOFF_HZ = 3000.0  # the lowpass of the bandwidth-extension sample
 BF16_ON_CPU = "--bf16 needs a CUDA GPU: on these AVX2 CPUs bf16 training is 30-80x slower than float32"
@@ -60,6 +61,9 @@ class TrainConfig:
     p_std: float = 1.2
     sigma_data: float = SIGMA_DATA
     precondition: str = "scalar"  # "spectral": σ_data² -> the training data's power spectrum P(f)
+    # "local": the λ-weighted error also weighted by how quiet the noisy input is in each cell
+    # (Denoiser.local_weighted_error; still minimised by the posterior mean). Validation stays "spectral".
+    loss: str = "spectral"
     edge_taper: int = 0  # samples of raised-cosine fade-in/out on every crop (0: none)
     gain_db: float = 3.0
     augment: bool = False  # random microphone and room on every training crop (cqtrestore.augment)
@@ -91,6 +95,8 @@ class TrainConfig:
             )
         if self.precondition not in PRECONDITIONINGS:
             raise ValueError(f"unknown preconditioning {self.precondition!r}: use 'scalar' or 'spectral'")
+        if self.loss not in LOSSES or (self.loss == "local" and self.precondition != "spectral"):
+            raise ValueError(f"loss must be one of {LOSSES} ('local' needs spectral preconditioning)")
         if not self.p_std > 0:
             raise ValueError(f"p_std must be positive, got {self.p_std}")
         if not 0 <= self.edge_taper <= self.segment // 4:
@@ -220,9 +226,12 @@ def step_noise(config: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def weighted_loss(
-    denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor
+    denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, loss: str = "spectral"
 ) -> torch.Tensor:
-    """Per-item λ(σ)·mean (D(x + σn, σ) − x)², with the noise n given (so ranks can share one draw)."""
+    """Per-item λ(σ)·mean (D(x + σn, σ) − x)², with the noise n given (so ranks can share one draw);
+    ``loss="local"``: weighted per time-frequency cell as well (``Denoiser.local_weighted_error``)."""
+    if loss == "local":
+        return denoiser.local_weighted_error(x, sigma.to(x), noise.to(x))
     return denoiser.weighted_error(x, sigma.to(x), noise.to(x))
 
 
@@ -506,7 +515,8 @@ def train(
         model.train()
         sigma, noise = step_noise(config, step)
         with torch.autocast(ranks.device.type, torch.bfloat16, enabled=config.bf16):
-            per_item = weighted_loss(denoiser, (x * taper).to(ranks.device), sigma[mine], noise[mine])
+            crops = (x * taper).to(ranks.device)
+            per_item = weighted_loss(denoiser, crops, sigma[mine], noise[mine], config.loss)
         optimizer.zero_grad(set_to_none=True)
         per_item.mean().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)

@@ -435,3 +435,67 @@ def test_one_step_is_the_posterior_mean_at_sigma_max(solver):
     torch.testing.assert_close(out, prior.denoiser(x, 0.03))
     with pytest.raises(ValueError, match="from 1 to 10000"):
         SamplerOptions(steps=0)
+
+
+class Tilted(torch.nn.Module):
+    """F = ε·tanh(x): a perturbation of the zero network that is nonlinear in its input."""
+
+    def __init__(self, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x, c_noise):
+        return self.eps * torch.tanh(x)
+
+
+def test_local_loss_keeps_the_posterior_mean_as_its_minimiser(monkeypatch):
+    # Gaussian draws: F = 0 gives E[x0 | x]. The local weights depend on the noisy x alone, so the mean
+    # loss is still smallest there: no slope along a perturbation of F, only curvature. Weights taken
+    # from the clean x0 instead would move the minimiser (the second half shows the test can fail).
+    g = torch.Generator().manual_seed(5)
+    spectrum = torch.logspace(-2, -7, 33, dtype=torch.float64)
+    length, count, sigma = 2048, 600, 0.003
+    white = torch.fft.rfft(torch.randn(count, length, generator=g, dtype=torch.float64))
+    x0 = torch.fft.irfft(white * spectrum_on_grid(spectrum, length).sqrt(), n=length)
+    noise = torch.randn(count, length, generator=g, dtype=torch.float64)
+    sigmas = torch.full((count,), sigma, dtype=torch.float64)
+
+    def slope_and_curvature() -> tuple[float, float]:
+        losses = [
+            Denoiser(Tilted(eps), spectrum=spectrum, edge_pad=0)
+            .local_weighted_error(x0, sigmas, noise)
+            .mean()
+            for eps in (-0.3, 0.0, 0.3)
+        ]
+        return float(losses[2] - losses[0]) / 2, float(losses[2] + losses[0] - 2 * losses[1])
+
+    slope, curvature = slope_and_curvature()
+    assert curvature > 0 and abs(slope) < 0.03 * curvature  # measured 0.003
+    original = Denoiser.local_weights
+    monkeypatch.setattr(Denoiser, "local_weights", lambda self, x, s, m=20.0: original(self, x0, s, m))
+    slope, curvature = slope_and_curvature()
+    assert abs(slope) > 0.2 * curvature  # measured 0.35
+
+
+def test_local_loss_with_unit_weights_is_the_spectral_loss_and_weighs_quiet_cells_up():
+    g = torch.Generator().manual_seed(6)
+    spectrum = torch.logspace(-3, -6, 17, dtype=torch.float64)
+    denoiser = Denoiser(Tilted(0.5), spectrum=spectrum, edge_pad=0)
+    x0 = torch.randn(2, 8192, generator=g, dtype=torch.float64) * 0.03
+    x0[:, 4096:] *= 0.01  # a loud half, then a quiet one
+    taper = torch.hann_window(1024, dtype=torch.float64)
+    x0[:, :512] *= taper[:512]
+    x0[:, -512:] *= taper[512:]
+    noise = torch.randn(2, 8192, generator=g, dtype=torch.float64)
+    sigmas = torch.full((2,), 0.01, dtype=torch.float64)
+    spectral = denoiser.weighted_error(x0, sigmas, noise)
+    unit = denoiser.local_weighted_error(x0, sigmas, noise, max_gain_db=0.0)
+    torch.testing.assert_close(unit, spectral, rtol=0.03, atol=0)
+    weights = denoiser.local_weights(x0 + 0.01 * noise, sigmas)
+    assert weights.shape == (2, 257, 8192 // 128 + 1)
+    frames = weights.mean(dim=1)
+    assert (frames[:, 40:60].mean() / frames[:, 5:25].mean()) > 10  # the quiet half counts more
+    assert torch.allclose(weights.mean(dim=(1, 2)), torch.ones(2, dtype=torch.float64))
+    assert weights.max() / weights.min() <= 1e4 * (1 + 1e-9)  # ±20 dB around the expected power
+    with pytest.raises(ValueError, match="spectral preconditioning"):
+        Denoiser(Tilted(0.5)).local_weighted_error(x0, sigmas, noise)

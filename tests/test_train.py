@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -308,3 +309,17 @@ def test_a_running_job_takes_its_thread_count_from_the_threads_file(tones, tmp_p
         assert torch.get_num_threads() == 1 and seen[-1] == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_local_loss_trains_and_needs_spectral_preconditioning(tones, tmp_path):
+    with pytest.raises(ValueError, match="'local' needs spectral"):
+        TrainConfig(**dict(CONFIG, loss="local"))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig(**dict(CONFIG, precondition="spectral", loss="l1"))
+    config = dict(CONFIG, precondition="spectral", edge_taper=256, log_every=1)
+    train(TrainConfig(steps=3, loss="local", **config), tones, tmp_path / "local")
+    train(TrainConfig(steps=3, **config), tones, tmp_path / "spectral")
+    local, spectral = losses(tmp_path / "local" / "log.jsonl"), losses(tmp_path / "spectral" / "log.jsonl")
+    assert len(local) == 3 and all(math.isfinite(value) for value in local) and local != spectral
+    records = [json.loads(line) for line in (tmp_path / "local" / "log.jsonl").read_text().splitlines()]
+    assert [r for r in records if "valid" in r]  # validation stays the spectral loss, comparable across runs
