@@ -98,7 +98,7 @@ def train(
         None,
         "--init",
         help="Start a new run from these weights (checkpoint name or .safetensors of the same preset, "
-        "or of one it grows from: cpu-gate from cpu-dilated).",
+        "or of one it grows from: cpu-gate or cpu-fine from cpu-dilated).",
     ),
 ) -> None:
     """Train a diffusion prior on a folder of audio (EDM loss, Adam, EMA; resumable).

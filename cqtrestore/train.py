@@ -31,6 +31,7 @@ VALID_SIGMAS = (1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0)
 LOSS_BINS = 8  # log-spaced σ bins of the training-loss log
 SIGMA_DISTRIBUTIONS = ("rho", "lognormal")
 PRECONDITIONINGS = ("scalar", "spectral")
+WIDEN_JITTER = 1e-2  # noise on a widened level's copied channels (--init from a narrower layout)
 LOSSES = ("spectral", "local")  # λ per frequency (paper eq. 6); and per time-frequency cell as well
 SPECTRUM_CROPS = 1024  # training crops whose average power spectrum a spectral run measures
 BWE_CUTOFF_HZ = 3000.0  # the lowpass of the bandwidth-extension sample
@@ -365,9 +366,9 @@ def initialise_from(
         kind = "spectral" if info.data_spectrum is not None else "scalar"
         raise TrainError(f"--init {spec}: a {kind}-preconditioned prior, this run is {config.precondition}")
     state = prior.state_dict()
-    if grown:  # the new gates start as the identity: the same function as the prior
-        load_grown(net, state)
-        load_grown(ema, state)
+    if grown:  # new gates start as the identity, a widened level as copied channels: the same function
+        load_grown(net, state, prior.config, WIDEN_JITTER, config.seed)
+        ema.load_state_dict(net.state_dict())
     else:
         net.load_state_dict(state)
         ema.load_state_dict(state)

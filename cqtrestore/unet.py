@@ -216,6 +216,9 @@ PRESETS["cpu-wide"] = replace(PRESETS["cpu-dilated"], level_layers=(5, 5, 3, 3, 
 # starts as the identity, so it grows from cpu-dilated's trained weights (``grows_from``); it costs
 # under 0.1 GFLOP more.
 PRESETS["cpu-gate"] = replace(PRESETS["cpu-dilated"], freq_gate_levels=2)
+# A fifth: cpu-dilated with twice the channels at full resolution (16), where the quiet cells' noise is
+# decided; grown from cpu-dilated's weights by splitting each channel in two (Net2Net). 40.9 GFLOP.
+PRESETS["cpu-fine"] = replace(PRESETS["cpu-dilated"], channels=(16, 12, 16, 24, 32, 48, 64))
 # ... and the debug network with attention along time at its two coarsest levels (the cpu-* code path).
 PRESETS["debug-attn"] = replace(PRESETS["debug"], time_mixer="attention", time_levels=2, attention_heads=2)
 # ... and with a frequency gate at its finest level (grows from debug).
@@ -662,21 +665,81 @@ def min_length(config: UNetConfig) -> int:
 
 
 def grows_from(old: UNetConfig, new: UNetConfig) -> bool:
-    """Whether ``new`` is ``old`` plus frequency gates only: modules that start as the identity, so
-    ``old``'s trained weights give ``new`` the same function (``load_grown``)."""
-    return (
-        new.freq_gate_levels >= old.freq_gate_levels
-        and replace(new, freq_gate_levels=old.freq_gate_levels) == old
+    """Whether ``new`` is ``old`` grown so that ``old``'s trained weights give it the same function
+    (``load_grown``): frequency gates added (they start as the identity) and/or the finest level
+    twice as wide (each channel split in two, Net2Net)."""
+    same = replace(new, freq_gate_levels=old.freq_gate_levels, channels=old.channels) == old
+    first, second = old.channels[:2]
+    wider = new.channels == old.channels or (
+        new.channels[0] == 2 * first
+        and new.channels[1:] == old.channels[1:]
+        # the blocks next to the finest level keep their residual projections (width in != width out)
+        and (2 * second != first) == (second != first)
+        and (first != second) == (2 * first != second)
     )
+    return same and wider and new.freq_gate_levels >= old.freq_gate_levels
 
 
-def load_grown(network: CQTUNet, state: dict[str, Tensor]) -> CQTUNet:
-    """Load a smaller layout's weights (``grows_from``) into ``network``; its new gates stay identity."""
+def load_grown(
+    network: CQTUNet,
+    state: dict[str, Tensor],
+    old: UNetConfig | None = None,
+    jitter: float = 0.0,
+    seed: int = 0,
+) -> CQTUNet:
+    """Load the weights of a layout ``network`` grows from (``grows_from``; ``old`` its config when the
+    finest level was widened): new gates stay the identity; a widened level's channels are copied in
+    pairs, with the weights reading them halved (Chen et al. 2016, Net2WiderNet), so the function is
+    the same. ``jitter``: noise of this fraction of each widened weight's std on the copies' rows, so
+    that the pairs can part in training (the function then changes by about as much)."""
+    if old is not None and old.channels != network.config.channels:
+        state = widen_finest_level(state, old, network.config, jitter, seed)
+    own = network.state_dict()
+    if any(key in own and own[key].shape != value.shape for key, value in state.items()):
+        raise ValueError("not a grown layout: tensor shapes differ (a widened level needs ``old``)")
     missing, unexpected = network.load_state_dict(state, strict=False)
     grown = [key for key in missing if not key.startswith(("gate_down.", "gate_up."))]
     if unexpected or grown:
         raise ValueError(f"not a grown layout: missing {grown[:3]}, unexpected {unexpected[:3]}")
     return network
+
+
+def widen_finest_level(
+    state: dict[str, Tensor], old: UNetConfig, new: UNetConfig, jitter: float = 0.0, seed: int = 0
+) -> dict[str, Tensor]:
+    """``state`` of ``old`` -> the same function with the finest level's C channels doubled (Net2Net).
+
+    New channel k copies old channel k mod C. Weights writing those channels (rows) are repeated;
+    weights reading them (columns) are repeated and halved, so every sum is unchanged; FiLM scales and
+    biases are repeated. The finest decoder block reads [features, skip] (2C, each half widened)."""
+    width = old.channels[0]
+    concat_block = f"ups.{old.levels - 1}.0."
+    generator = torch.Generator().manual_seed(seed)
+    target = CQTUNet(replace(new, freq_gate_levels=old.freq_gate_levels)).state_dict()
+    widened = {}
+    for key, value in state.items():
+        shape = target[key].shape
+        if value.shape == shape:
+            widened[key] = value
+            continue
+        reads = key.endswith("weight") and value.dim() >= 2 and ".film." not in key
+        for dim in range(value.dim()):
+            if shape[dim] == value.shape[dim]:
+                continue
+            if shape[dim] != 2 * value.shape[dim]:
+                raise ValueError(f"{key}: {tuple(value.shape)} does not widen to {tuple(shape)}")
+            halves = 2 if key.startswith(concat_block) and value.shape[dim] == 2 * width else 1
+            parts = value.chunk(halves, dim)
+            value = torch.cat([part for piece in parts for part in (piece, piece)], dim)
+            if reads and dim == 1:
+                value = value / 2
+        if jitter and value.dim() >= 2 and shape[0] != state[key].shape[0]:
+            noise = torch.randn(value.shape, generator=generator, dtype=torch.float64).to(value.dtype)
+            copies = torch.zeros_like(value)
+            copies[state[key].shape[0] :] = 1  # the second copy of each row
+            value = value + jitter * value.std() * noise * copies
+        widened[key] = value
+    return widened
 
 
 def build_unet(preset_or_config: str | UNetConfig) -> CQTUNet:

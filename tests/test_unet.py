@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -287,3 +288,30 @@ def test_compiled_dilated_layer_agrees_with_eager():
     with torch.inference_mode():
         eager, fast = block(y), torch.compile(block)(y)
     assert eager.abs().max() > 0.5 and (fast - eager).abs().max() < 1e-4
+
+
+def test_a_widened_finest_level_keeps_the_function_and_its_copies_can_part():
+    from cqtrestore.unet import grows_from, load_grown
+
+    narrow = replace(PRESETS["debug"], channels=(4, 6, 8, 8))
+    wide = replace(narrow, channels=(8, 6, 8, 8))
+    assert grows_from(narrow, wide) and not grows_from(wide, narrow)
+    assert not grows_from(narrow, replace(wide, channels=(8, 12, 8, 8)))  # only the finest level
+    assert not grows_from(
+        PRESETS["debug"], replace(PRESETS["debug"], channels=(8, 4, 8, 8))
+    )  # 4 = 4 -> 8 != 4
+    assert grows_from(PRESETS["cpu-dilated"], PRESETS["cpu-fine"])
+    torch.manual_seed(8)
+    small = randomised(build_unet(narrow))
+    x, c = 0.1 * torch.randn(2, 2**13), torch.tensor([[-0.5], [0.2]])
+    with torch.no_grad():
+        expected = small(x, c)
+        same = load_grown(build_unet(wide), small.state_dict(), narrow)
+        torch.testing.assert_close(same(x, c), expected, rtol=1e-4, atol=1e-5)
+        jittered = load_grown(build_unet(wide), small.state_dict(), narrow, jitter=1e-2, seed=1)
+        change = (jittered(x, c) - expected).norm() / expected.norm()
+        assert 1e-5 < change < 0.05
+    first = jittered.downs[0][0].H[0].conv.weight
+    assert not torch.equal(first[:4], first[4:])  # the copies differ, so training can part them
+    with pytest.raises(ValueError, match="not a grown layout"):
+        load_grown(build_unet("debug-attn"), small.state_dict())
