@@ -80,6 +80,10 @@ class UNetConfig:
     freq_gate_bands: int = 8  # band levels per channel the gate reads
     freq_gate_basis: int = 8  # cosines over the rows its gain curve is made of
     freq_gate_hidden: int = 64
+    # A per-cell gain on the network's own input coefficients added to its output (a mask head on the
+    # finest decoder features, zero at the start): cancelling the noise of a cell where there is no
+    # note becomes one number per cell instead of a copy of the noise with the opposite sign.
+    output_mask: bool = False
 
     def __post_init__(self) -> None:
         for name in ("channels", "kernel_size", "noise_mlp", "level_layers", "time_dilations"):
@@ -219,6 +223,8 @@ PRESETS["cpu-gate"] = replace(PRESETS["cpu-dilated"], freq_gate_levels=2)
 # A fifth: cpu-dilated with twice the channels at full resolution (16), where the quiet cells' noise is
 # decided; grown from cpu-dilated's weights by splitting each channel in two (Net2Net). 40.9 GFLOP.
 PRESETS["cpu-fine"] = replace(PRESETS["cpu-dilated"], channels=(16, 12, 16, 24, 32, 48, 64))
+# A sixth: cpu-dilated with an output mask (``UNetConfig.output_mask``), grown from its weights.
+PRESETS["cpu-mask"] = replace(PRESETS["cpu-dilated"], output_mask=True)
 # ... and the debug network with attention along time at its two coarsest levels (the cpu-* code path).
 PRESETS["debug-attn"] = replace(PRESETS["debug"], time_mixer="attention", time_levels=2, attention_heads=2)
 # ... and with a frequency gate at its finest level (grows from debug).
@@ -575,6 +581,10 @@ class CQTUNet(nn.Module):
         fine = [i for i in range(levels) if config.has_gate(i)]
         self.gate_down = nn.ModuleDict({str(i): gate(channels[i]) for i in fine})
         self.gate_up = nn.ModuleDict({str(i): gate(channels[max(i - 1, 0)]) for i in fine})
+        self.mask_head = None
+        if config.output_mask:
+            self.mask_head = nn.Conv2d(channels[0], 1, 1, bias=False)
+            nn.init.zeros_(self.mask_head.weight)  # no mask at the start: the same function as without
         self.min_length = min_length(config)
         self.checkpoint_blocks = False  # recompute each block in backward: less memory, ~1/3 more time
         self._transforms: OrderedDict[int, CQT] = OrderedDict()  # not submodules: no state-dict entries
@@ -645,6 +655,8 @@ class CQTUNet(nn.Module):
             pyramid = combiner(pyramid, x)
             if len(modules) > 1:
                 x, pyramid = modules[1](x), modules[1](pyramid)
+        if self.mask_head is not None:  # + m ⊙ input, one real gain m per cell from the finest features
+            return pyramid + conv1x1(x, self.mask_head.weight) * coefficients
         return pyramid
 
 
@@ -668,7 +680,12 @@ def grows_from(old: UNetConfig, new: UNetConfig) -> bool:
     """Whether ``new`` is ``old`` grown so that ``old``'s trained weights give it the same function
     (``load_grown``): frequency gates added (they start as the identity) and/or the finest level
     twice as wide (each channel split in two, Net2Net)."""
-    same = replace(new, freq_gate_levels=old.freq_gate_levels, channels=old.channels) == old
+    same = (
+        replace(
+            new, freq_gate_levels=old.freq_gate_levels, channels=old.channels, output_mask=old.output_mask
+        )
+        == old
+    )
     first, second = old.channels[:2]
     wider = new.channels == old.channels or (
         new.channels[0] == 2 * first
@@ -677,7 +694,9 @@ def grows_from(old: UNetConfig, new: UNetConfig) -> bool:
         and (2 * second != first) == (second != first)
         and (first != second) == (2 * first != second)
     )
-    return same and wider and new.freq_gate_levels >= old.freq_gate_levels
+    return (
+        same and wider and new.freq_gate_levels >= old.freq_gate_levels and new.output_mask >= old.output_mask
+    )
 
 
 def load_grown(
@@ -698,7 +717,7 @@ def load_grown(
     if any(key in own and own[key].shape != value.shape for key, value in state.items()):
         raise ValueError("not a grown layout: tensor shapes differ (a widened level needs ``old``)")
     missing, unexpected = network.load_state_dict(state, strict=False)
-    grown = [key for key in missing if not key.startswith(("gate_down.", "gate_up."))]
+    grown = [key for key in missing if not key.startswith(("gate_down.", "gate_up.", "mask_head."))]
     if unexpected or grown:
         raise ValueError(f"not a grown layout: missing {grown[:3]}, unexpected {unexpected[:3]}")
     return network
@@ -715,7 +734,9 @@ def widen_finest_level(
     width = old.channels[0]
     concat_block = f"ups.{old.levels - 1}.0."
     generator = torch.Generator().manual_seed(seed)
-    target = CQTUNet(replace(new, freq_gate_levels=old.freq_gate_levels)).state_dict()
+    target = CQTUNet(
+        replace(new, freq_gate_levels=old.freq_gate_levels, output_mask=old.output_mask)
+    ).state_dict()
     widened = {}
     for key, value in state.items():
         shape = target[key].shape
@@ -796,6 +817,8 @@ def flops_per_window(config: str | UNetConfig, length: int = 65536) -> int:
             macs += rows * frames[i + 1] * ((channels[i] + 2) * down_taps + 2 * channels[i])
     macs += block(channels[-1], channels[-1], frames[-1], cfg.levels - 1)
     macs += mixer(channels[-1], frames[-1], cfg.levels - 1)
+    if cfg.output_mask:
+        macs += rows * frames[0] * channels[0]
     for i in reversed(range(cfg.levels)):
         c_out = channels[max(i - 1, 0)]
         macs += block(2 * channels[i], c_out, frames[i], i) + rows * frames[i] * 2 * c_out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -201,7 +202,9 @@ def test_gated_preset_grows_from_its_base_with_the_same_function():
 
 
 def test_flop_count_with_gates_matches_the_flop_counter():
-    config = UNetConfig(**{**MIXED.to_dict(), "time_mixer": "dilated", "freq_gate_levels": 2})
+    config = UNetConfig(
+        **{**MIXED.to_dict(), "time_mixer": "dilated", "freq_gate_levels": 2, "output_mask": True}
+    )
 
     def inplace_addmm(self_shape, a_shape, b_shape, out_shape=None, **kwargs) -> int:
         return 2 * a_shape[0] * a_shape[1] * b_shape[1]
@@ -212,3 +215,26 @@ def test_flop_count_with_gates_matches_the_flop_counter():
     assert counter.get_total_flops() == flops_per_window(config, 2**13)
     plain = UNetConfig(**{**config.to_dict(), "freq_gate_levels": 0})
     assert flops_per_window(config, 2**13) > flops_per_window(plain, 2**13)
+
+
+def test_the_output_mask_adds_a_gain_per_cell_on_the_networks_input_coefficients():
+    config = replace(MIXED, output_mask=True)
+    torch.manual_seed(9)
+    network = randomised(build_unet(config))
+    plain = build_unet(replace(config, output_mask=False))
+    plain.load_state_dict({k: v for k, v in network.state_dict().items() if not k.startswith("mask_head.")})
+    coefficients = torch.randn(1, 2, config.rows, 40)
+    embedding = network.embedding(torch.zeros(1, 1))
+    seen = {}
+    hook = network.ups[-1][0].register_forward_hook(lambda module, args, out: seen.update(features=out))
+    with torch.no_grad():
+        masked = network.unet(coefficients, embedding)
+        gain = torch.einsum("bcrt,c->brt", seen["features"], network.mask_head.weight[0, :, 0, 0])[:, None]
+        torch.testing.assert_close(masked, plain.unet(coefficients, embedding) + gain * coefficients)
+    hook.remove()
+    assert grows_from(MIXED, config) and not grows_from(config, MIXED)
+    fresh = load_grown(build_unet(config), plain.state_dict())  # a zero mask: the same function
+    x = 0.1 * torch.randn(1, 2**13)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x, torch.zeros(1, 1)), plain(x, torch.zeros(1, 1)))
+    assert flops_per_window(config, 2**13) > flops_per_window(MIXED, 2**13)
