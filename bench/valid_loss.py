@@ -13,7 +13,8 @@ loss (paper eq. 6 with per-frequency λ); for the others it is the same yardstic
 the reference's stationary Gaussian prior (its network output set to zero), the point training starts
 from. Also reported: the denoised estimate's SNR against the clean crop (dB), which needs no weighting,
 and its level above 3.5 kHz in the crops' quietest and loudest thirds of frames against the clean one
-(a prior that brightens the quiet frames has highs that do not decay with the notes; the loss hides it).
+(a prior that brightens the quiet frames has highs that do not decay with the notes; the loss hides it),
+and how much of pure white noise (no music at all) it keeps above 3.5 kHz.
 """
 
 from __future__ import annotations
@@ -54,6 +55,20 @@ def reference_weight(reference: Denoiser, sigma: float, length: int) -> torch.Te
 
 
 @torch.inference_mode()
+def passed_noise_db(
+    denoiser: Denoiser, sigma: float, length: int, seed: int, low_hz: float = 3500.0
+) -> float:
+    """What D(σn, σ) keeps of pure white noise σn above ``low_hz`` (dB; two draws): with no note
+    anywhere the posterior mean is near zero, so a piano prior should keep almost nothing. The
+    stationary Gaussian keeps its Wiener gain P/(P + σ²)."""
+    noise = sigma * torch.randn(2, length, generator=torch.Generator().manual_seed(seed + 77))
+    out = denoiser(noise.float(), sigma).double()
+    band = torch.fft.rfftfreq(length, 1 / SAMPLE_RATE) >= low_hz
+    kept = torch.fft.rfft(out)[:, band].abs().square().sum()
+    return float(10 * torch.log10(kept / torch.fft.rfft(noise)[:, band].abs().square().sum()))
+
+
+@torch.inference_mode()
 def scores(
     denoiser: Denoiser, reference: Denoiser, crops: torch.Tensor, sigmas: tuple[float, ...], seed: int
 ) -> dict[str, dict[str, float]]:
@@ -65,6 +80,7 @@ def scores(
         "snr_db": {},
         "high_band_quiet_db": {},
         "high_band_loud_db": {},
+        "passed_noise_db": {},
     }
     for i, sigma in enumerate(sigmas):
         noise = torch.randn(crops.shape, generator=torch.Generator().manual_seed(seed * 1000 + i))
@@ -78,6 +94,7 @@ def scores(
         result["snr_db"][f"{sigma:g}"] = float(snr.mean())
         quiet, loud = high_band_error_by_loudness(crops, denoised, SAMPLE_RATE)
         result["high_band_quiet_db"][f"{sigma:g}"], result["high_band_loud_db"][f"{sigma:g}"] = quiet, loud
+        result["passed_noise_db"][f"{sigma:g}"] = passed_noise_db(denoiser, sigma, length, seed)
     return result
 
 
@@ -127,6 +144,11 @@ def main() -> None:
             cells = " | ".join(f"{quiet[f'{s:g}']:+.1f} / {loud[f'{s:g}']:+.1f}" for s in sigmas)
             label = f"{name}: level > 3.5 kHz, quiet / loud frames (dB)"
             print(f"| {folder.name} | {label} | {cells} | |", flush=True)
+        if folder == args.data[0]:  # no data involved: once
+            for name in args.checkpoints:
+                passed = split[name]["passed_noise_db"]
+                cells = " | ".join(f"{passed[f'{s:g}']:+.1f}" for s in sigmas)
+                print(f"| (none) | {name}: white noise kept > 3.5 kHz (dB) | {cells} | |", flush=True)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
 
