@@ -72,6 +72,11 @@ def train(
         "time-frequency cells of the noisy input; spectral preconditioning only; the minimiser is "
         "still the posterior mean).",
     ),
+    spectrum_statistic: str = typer.Option(
+        "mean",
+        help="How a spectral run measures the data spectrum: mean (mean power) or root ((mean of √power)², "
+        "nearer a typical frame's power; piano's highs live in a few loud frames).",
+    ),
     edge_taper: int = typer.Option(
         0, help="Samples of raised-cosine fade at both ends of every crop (0: none; use with spectral)."
     ),
@@ -129,6 +134,7 @@ def train(
             sigma_distribution=sigma_distribution,
             precondition=precondition,
             loss=loss,
+            spectrum_statistic=spectrum_statistic,
             edge_taper=edge_taper,
             augment=augment,
             gain_db=gain_db,

@@ -23,7 +23,15 @@ import torch.distributed as dist
 
 from cqtrestore.augment import Augmentation
 from cqtrestore.checkpoints import atomic_write, save_weights
-from cqtrestore.data import RandomCrops, crop_batches, estimate_spectrum, fixed_crops, scan_audio, split_files
+from cqtrestore.data import (
+    SPECTRUM_STATISTICS,
+    RandomCrops,
+    crop_batches,
+    estimate_spectrum,
+    fixed_crops,
+    scan_audio,
+    split_files,
+)
 from cqtrestore.diffusion import SIGMA_DATA, Denoiser, SamplerOptions, sample_heun, training_sigmas
 from cqtrestore.unet import build_unet, grows_from, load_grown, min_length, resolve_config
 
@@ -65,6 +73,7 @@ class TrainConfig:
     # "local": the λ-weighted error also weighted by how quiet the noisy input is in each cell
     # (Denoiser.local_weighted_error; still minimised by the posterior mean). Validation stays "spectral".
     loss: str = "spectral"
+    spectrum_statistic: str = "mean"  # "root": P(f) nearer a typical frame's power (data.estimate_spectrum)
     edge_taper: int = 0  # samples of raised-cosine fade-in/out on every crop (0: none)
     gain_db: float = 3.0
     augment: bool = False  # random microphone and room on every training crop (cqtrestore.augment)
@@ -98,6 +107,8 @@ class TrainConfig:
             raise ValueError(f"unknown preconditioning {self.precondition!r}: use 'scalar' or 'spectral'")
         if self.loss not in LOSSES or (self.loss == "local" and self.precondition != "spectral"):
             raise ValueError(f"loss must be one of {LOSSES} ('local' needs spectral preconditioning)")
+        if self.spectrum_statistic not in SPECTRUM_STATISTICS:
+            raise ValueError(f"spectrum_statistic must be one of {SPECTRUM_STATISTICS}")
         if not self.p_std > 0:
             raise ValueError(f"p_std must be positive, got {self.p_std}")
         if not 0 <= self.edge_taper <= self.segment // 4:
@@ -466,7 +477,8 @@ def train(
         spectrum, init_meta = initialise_from(init, net, ema, config)
     if config.precondition == "spectral" and spectrum is None:
         bins = min(513, 2 ** int(np.log2(config.segment)) // 2 + 1)
-        spectrum = torch.from_numpy(estimate_spectrum(crops, SPECTRUM_CROPS, bins))
+        statistic = config.spectrum_statistic
+        spectrum = torch.from_numpy(estimate_spectrum(crops, SPECTRUM_CROPS, bins, statistic=statistic))
 
     # The network as trained: channels-last on CUDA, DDP-wrapped, compiled (the EMA stays plain).
     model = net.to(memory_format=torch.channels_last) if ranks.device.type == "cuda" else net
