@@ -186,7 +186,8 @@ def estimate_spectrum(
 
     Averaged over ``count`` crops of the (augmented) training distribution, drawn as the crops of one
     "step" that training never reaches; normalised so that white noise of variance s² gives P = s².
-    ``statistic="root"``: (mean over Welch frames of √power)², halfway in dB between the mean power and
+    ``statistic="root"``: (4/π)·(mean over Welch frames of √power)² (the same s² for stationary noise),
+    for a signal whose level varies about halfway in dB between the mean power and
     its geometric mean; piano's highs live in a few loud frames, so the mean power at 5 kHz is ~33 dB
     above a typical frame's (valid split) and a Gaussian start with it keeps the noise of quiet frames."""
     n_fft = 2 * (bins - 1)
@@ -202,7 +203,8 @@ def estimate_spectrum(
             spec = torch.stft(x, n_fft, n_fft // 2, window=window, center=False, return_complex=True)
             total += (spec.abs() / window.square().sum().sqrt()).sum(dim=(0, 2))
             frames += spec.shape[0] * spec.shape[2]
-        return ((total / frames) ** 2).numpy()
+        # |X|² of stationary Gaussian noise is exponential, E|X| = √(π/4 · E|X|²): 4/π keeps P = s².
+        return ((total / frames) ** 2 * (4 / math.pi)).numpy()
     crops_power = (
         power_spectrum(torch.from_numpy(crops.crop(seed_step, i)), n_fft, n_fft // 2) for i in range(count)
     )

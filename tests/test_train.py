@@ -202,6 +202,30 @@ def test_estimated_spectrum_of_white_noise_is_its_variance(tmp_path):
     assert spectrum.shape == (257,)
     assert abs(spectrum[1:-1].mean() / 0.01 - 1) < 0.03  # per-bin scatter averages out over the band
     assert np.all(np.abs(10 * np.log10(spectrum[1:-1] / 0.01)) < 1.5)
+    root = estimate_spectrum(crops, count=64, bins=257, statistic="root")
+    assert abs(root[1:-1].mean() / 0.01 - 1) < 0.03  # stationary noise: the same variance
+    with pytest.raises(ValueError, match="spectrum statistic"):
+        estimate_spectrum(crops, count=4, bins=257, statistic="median")
+
+
+def test_root_spectrum_sits_between_the_mean_and_the_geometric_mean_of_a_varying_level(tmp_path):
+    from cqtrestore.data import estimate_spectrum
+
+    rng = np.random.default_rng(2)
+    level = np.repeat(rng.choice([1.0, 0.01], size=50), SR // 10)  # loud and 40-dB quieter stretches
+    sf.write(tmp_path / "bursts.wav", rng.normal(0, 0.1, len(level)) * level, SR)
+    crops = RandomCrops(scan_audio(tmp_path)[0], 4096, SR, seed=0, gain_db=0.0)
+    mean = estimate_spectrum(crops, count=64, bins=257)[1:-1].mean()
+    root = estimate_spectrum(crops, count=64, bins=257, statistic="root")[1:-1].mean()
+    # half of the frames at 1e-2, half at 1e-6: mean ≈ 5e-3, (4/π)·((0.1 + 0.001) / 2)² ≈ 3.2e-3 ...
+    assert 0.4 * mean < root < 0.8 * mean
+    # ... and with rare loud frames the gap grows (the mean follows them, the root less)
+    level = np.repeat(np.where(rng.random(50) < 0.1, 1.0, 0.01), SR // 10)
+    sf.write(tmp_path / "bursts.wav", rng.normal(0, 0.1, len(level)) * level, SR)
+    crops = RandomCrops(scan_audio(tmp_path)[0], 4096, SR, seed=0, gain_db=0.0)
+    mean = estimate_spectrum(crops, count=64, bins=257)[1:-1].mean()
+    root = estimate_spectrum(crops, count=64, bins=257, statistic="root")[1:-1].mean()
+    assert root < 0.4 * mean
 
 
 def test_edge_taper_fades_both_ends_and_removes_the_wrap_jump():
@@ -316,6 +340,8 @@ def test_the_local_loss_trains_and_needs_spectral_preconditioning(tones, tmp_pat
         TrainConfig(**dict(CONFIG, loss="local"))
     with pytest.raises(ValueError, match="loss must be one of"):
         TrainConfig(**dict(CONFIG, precondition="spectral", loss="l1"))
+    with pytest.raises(ValueError, match="spectrum_statistic"):
+        TrainConfig(**dict(CONFIG, precondition="spectral", spectrum_statistic="median"))
     config = dict(CONFIG, precondition="spectral", edge_taper=256, log_every=1)
     train(TrainConfig(steps=3, loss="local", **config), tones, tmp_path / "local")
     train(TrainConfig(steps=3, **config), tones, tmp_path / "spectral")
