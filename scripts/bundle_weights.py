@@ -3,8 +3,8 @@
     python scripts/bundle_weights.py            # before a session stops (see docs/model-card.md)
 
 runs/prior2-cpu-attn -> cqtrestore/weights/prior2-attn.safetensors, runs/prior2-cpu-dilated ->
-prior2-dilated.safetensors and runs/prior2-cpu-wide -> prior2-wide.safetensors (the second prior's
-candidates; scripts/train_prior2.sh), and
+prior2-dilated.safetensors, runs/prior2-cpu-wide -> prior2-wide.safetensors and runs/prior2-root ->
+prior2-root.safetensors (the second prior's candidates; scripts/train_prior2.sh), and
 runs/piano-spectral -> piano-small.safetensors (the default prior; scripts/train_piano.sh) where that run
 is on this machine. Rewrites `sha256` and the step in `description` of each entry in checkpoints.toml; a
 run that is not here is skipped (its committed weights stay). The earlier scalar priors
@@ -26,6 +26,7 @@ BUNDLES = {
     "prior2-attn": "runs/prior2-cpu-attn",
     "prior2-dilated": "runs/prior2-cpu-dilated",
     "prior2-wide": "runs/prior2-cpu-wide",
+    "prior2-root": "runs/prior2-root",
 }
 
 

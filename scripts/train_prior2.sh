@@ -11,6 +11,8 @@
 # PRESETS=cpu-wide THREADS=1 INIT=none bash scripts/train_prior2.sh   # the third candidate (2026-12-06)
 # PRESETS=cpu-gate THREADS=1 LR=2e-4 INIT=prior2-dilated bash scripts/train_prior2.sh   # the fourth (grown)
 # LOSS=local weighs the quiet time-frequency cells of the noisy input up (Denoiser.local_weighted_error);
+# OUT=runs/prior2-root PRESETS=cpu-dilated SPECTRUM=root INIT=none LR=5e-4 bash scripts/train_prior2.sh
+#   the run with the root data spectrum (2026-12-06); on a new machine INIT=prior2-root instead of none.
 # SPECTRUM=root measures P(f) as (mean √power)² (a fresh run only: the spectrum is fixed at the start).
 # OUT=runs/NAME puts a run in another folder (two runs of one preset).
 # LR=2e-4 resumes at a lower learning rate (it applies from the next step; the warm-up is long past).
