@@ -18,6 +18,9 @@ import hashlib
 import re
 from pathlib import Path
 
+import torch
+
+from cqtrestore.checkpoints import read_metadata
 from cqtrestore.train import export_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +53,10 @@ def main() -> None:
             print(f"{name}: {run} is not on this machine; its committed weights stay")
             continue
         out = ROOT / "cqtrestore" / "weights" / f"{name}.safetensors"
+        saved = torch.load(ROOT / run / "checkpoint.pt", map_location="cpu", weights_only=True)["step"]
+        if out.exists() and read_metadata(out).get("step") == str(saved):
+            print(f"{name}: {run} is still at step {saved}; its committed weights stay")
+            continue
         metadata = export_run(ROOT / run, out, half=True)
         digest = hashlib.sha256(out.read_bytes()).hexdigest()
         step = int(metadata["total_step"])  # its own steps and those of the weights it started from
