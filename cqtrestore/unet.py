@@ -754,7 +754,7 @@ def widen_finest_level(
             value = torch.cat([part for piece in parts for part in (piece, piece)], dim)
             if reads and dim == 1:
                 value = value / 2
-        if jitter and value.dim() >= 2 and shape[0] != state[key].shape[0]:
+        if jitter and reads and shape[0] != state[key].shape[0]:  # convolutions' rows [C:] are the copies
             noise = torch.randn(value.shape, generator=generator, dtype=torch.float64).to(value.dtype)
             copies = torch.zeros_like(value)
             copies[state[key].shape[0] :] = 1  # the second copy of each row
