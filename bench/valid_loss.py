@@ -80,7 +80,6 @@ def scores(
         "snr_db": {},
         "high_band_quiet_db": {},
         "high_band_loud_db": {},
-        "passed_noise_db": {},
     }
     for i, sigma in enumerate(sigmas):
         noise = torch.randn(crops.shape, generator=torch.Generator().manual_seed(seed * 1000 + i))
@@ -94,7 +93,6 @@ def scores(
         result["snr_db"][f"{sigma:g}"] = float(snr.mean())
         quiet, loud = high_band_error_by_loudness(crops, denoised, SAMPLE_RATE)
         result["high_band_quiet_db"][f"{sigma:g}"], result["high_band_loud_db"][f"{sigma:g}"] = quiet, loud
-        result["passed_noise_db"][f"{sigma:g}"] = passed_noise_db(denoiser, sigma, length, seed)
     return result
 
 
@@ -128,13 +126,16 @@ def main() -> None:
     columns = " | ".join(f"σ={s:g}" for s in sigmas)
     print(f"| split | checkpoint | {columns} | SNR at σ={sigmas[-1]:g} |")
     print("|---|---|" + "---:|" * (len(sigmas) + 1))
+    denoisers = {
+        name: reference if name == args.reference else load_denoiser(name, reference)
+        for name in args.checkpoints
+    }
     for folder in args.data:
         files = scan_audio(folder)[0]
         crops = fixed_crops(files, args.segment, SAMPLE_RATE, args.crops, args.seed).double()
         crops = crops * edge_taper(args.segment, args.taper).double()
         split = report["splits"].setdefault(folder.name, {})
-        for name in args.checkpoints:
-            denoiser = reference if name == args.reference else load_denoiser(name, reference)
+        for name, denoiser in denoisers.items():
             split[name] = scores(denoiser, reference, crops, sigmas, args.seed)
             cells = " | ".join(f"{split[name]['loss'][f'{s:g}']:.3f}" for s in sigmas)
             snr = split[name]["snr_db"][f"{sigmas[-1]:g}"]
@@ -144,13 +145,16 @@ def main() -> None:
             cells = " | ".join(f"{quiet[f'{s:g}']:+.1f} / {loud[f'{s:g}']:+.1f}" for s in sigmas)
             label = f"{name}: level > 3.5 kHz, quiet / loud frames (dB)"
             print(f"| {folder.name} | {label} | {cells} | |", flush=True)
-        if folder == args.data[0]:  # no data involved: once
-            for name in args.checkpoints:
-                passed = split[name]["passed_noise_db"]
-                cells = " | ".join(f"{passed[f'{s:g}']:+.1f}" for s in sigmas)
-                print(f"| (none) | {name}: white noise kept > 3.5 kHz (dB) | {cells} | |", flush=True)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
+    report["passed_noise_db"] = {}  # no data involved: once per checkpoint
+    for name, denoiser in denoisers.items():
+        passed = {f"{s:g}": passed_noise_db(denoiser, s, args.segment, args.seed) for s in sigmas}
+        report["passed_noise_db"][name] = passed
+        cells = " | ".join(f"{value:+.1f}" for value in passed.values())
+        print(f"| (none) | {name}: white noise kept > 3.5 kHz (dB) | {cells} | |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -528,8 +528,8 @@ def train(
         model.train()
         sigma, noise = step_noise(config, step)
         with torch.autocast(ranks.device.type, torch.bfloat16, enabled=config.bf16):
-            crops = (x * taper).to(ranks.device)
-            per_item = weighted_loss(denoiser, crops, sigma[mine], noise[mine], config.loss)
+            batch = (x * taper).to(ranks.device)
+            per_item = weighted_loss(denoiser, batch, sigma[mine], noise[mine], config.loss)
         optimizer.zero_grad(set_to_none=True)
         per_item.mean().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)

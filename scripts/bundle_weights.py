@@ -18,8 +18,6 @@ import hashlib
 import re
 from pathlib import Path
 
-import torch
-
 from cqtrestore.checkpoints import read_metadata
 from cqtrestore.train import export_run
 
@@ -53,8 +51,8 @@ def main() -> None:
             print(f"{name}: {run} is not on this machine; its committed weights stay")
             continue
         out = ROOT / "cqtrestore" / "weights" / f"{name}.safetensors"
-        saved = torch.load(ROOT / run / "checkpoint.pt", map_location="cpu", weights_only=True)["step"]
-        if out.exists() and read_metadata(out).get("step") == str(saved):
+        saved = read_metadata(ROOT / run / "ema.safetensors").get("step")  # written with each checkpoint
+        if out.exists() and read_metadata(out).get("step") == saved:
             print(f"{name}: {run} is still at step {saved}; its committed weights stay")
             continue
         metadata = export_run(ROOT / run, out, half=True)

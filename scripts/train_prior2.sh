@@ -17,7 +17,7 @@
 # OUT=runs/NAME puts a run in another folder (two runs of one preset).
 # LR=2e-4 resumes at a lower learning rate (it applies from the next step; the warm-up is long past).
 # Other work on the cores: echo 1 > runs/prior2-cpu-dilated/threads (and echo 2 > ... when it is done).
-# Before a session stops: python scripts/bundle_weights.py --run runs/prior2-PRESET --name NAME.
+# Before a session stops: python scripts/bundle_weights.py (every run folder it knows that moved).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for preset in ${PRESETS:-cpu-dilated}; do
