@@ -37,7 +37,8 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoint, EMA weights, logs."),
     preset: str = typer.Option(
         "small",
-        help="Network preset: paper, small, small-shallow, cpu-attn, cpu-dilated, cpu-wide, cpu-gate, debug.",
+        help="Network preset: paper, small, small-shallow, cpu-attn, cpu-dilated, cpu-wide, cpu-gate, "
+        "cpu-fine, cpu-mask, debug.",
     ),
     steps: int = typer.Option(100_000, help="Total optimiser steps (a resumed run continues to this)."),
     batch_size: int = typer.Option(4, help="Crops per step."),
