@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 from cqtrestore.augment import Augmentation, augment_crop
-from cqtrestore.metrics import power_spectrum
+from cqtrestore.metrics import frame_power
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 VALID_STEP = 2**40  # the "step" whose crops form the validation set; training steps never reach it
@@ -195,21 +195,12 @@ def estimate_spectrum(
         raise DataError(f"crops of {crops.segment} samples are shorter than the {n_fft}-point spectrum")
     if statistic not in SPECTRUM_STATISTICS:
         raise ValueError(f"unknown spectrum statistic {statistic!r}; choose one of {SPECTRUM_STATISTICS}")
+    total, frames = torch.zeros(bins, dtype=torch.float64), 0
+    for i in range(count):
+        power = frame_power(torch.from_numpy(crops.crop(seed_step, i)).double(), n_fft, n_fft // 2)
+        total += (power.sqrt() if statistic == "root" else power).sum(dim=(0, 2))
+        frames += power.shape[0] * power.shape[2]
     if statistic == "root":
-        window = torch.hann_window(n_fft, dtype=torch.float64)
-        total, frames = torch.zeros(bins, dtype=torch.float64), 0
-        for i in range(count):
-            x = torch.from_numpy(crops.crop(seed_step, i)).double().reshape(-1, crops.segment)
-            spec = torch.stft(x, n_fft, n_fft // 2, window=window, center=False, return_complex=True)
-            total += (spec.abs() / window.square().sum().sqrt()).sum(dim=(0, 2))
-            frames += spec.shape[0] * spec.shape[2]
         # |X|² of stationary Gaussian noise is exponential, E|X| = √(π/4 · E|X|²): 4/π keeps P = s².
         return ((total / frames) ** 2 * (4 / math.pi)).numpy()
-    crops_power = (
-        power_spectrum(torch.from_numpy(crops.crop(seed_step, i)), n_fft, n_fft // 2) for i in range(count)
-    )
-    # power_spectrum gives one-sided power per bin (negative frequencies folded in, summing to the mean
-    # square); per unit of normalised bandwidth that is n_fft / 2 per bin, n_fft at DC and Nyquist.
-    density = sum(crops_power) / count * n_fft
-    density[1:-1] /= 2
-    return density.numpy()
+    return (total / frames).numpy()

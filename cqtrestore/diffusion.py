@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cqtrestore.metrics import frame_power
+
 SIGMA_DATA = 0.057  # standard deviation of the training audio (the paper's MAESTRO figure)
 # Samples of reflection added at each end before the spectral filters, so that they act as linear (not
 # circular) filters on a window: longer than their impulse responses (P is smooth over 1/1024 of the rate).
@@ -170,10 +172,8 @@ class Denoiser(nn.Module):
         frames), S_x the noisy input's power per cell (3 x 3 cells averaged, in the units of P),
         clipped to 10^(±max_gain_db/10) and normalised to mean 1 per item."""
         sigma = _per_item(sigma, x)
-        window = torch.hann_window(LOCAL_FFT, dtype=x.dtype, device=x.device)
-        power = torch.stft(x, LOCAL_FFT, LOCAL_HOP, window=window, return_complex=True).abs().square()
+        power = frame_power(x, LOCAL_FFT, LOCAL_HOP, center=True)  # E = P(f) + σ² for stationary noise
         power = F.avg_pool2d(power[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
-        power = power / window.square().sum()  # E = P(f) + σ² for stationary noise-like input
         expected = self.power(LOCAL_FFT, x)[0][None, :, None] + sigma[:, :, None] ** 2
         limit = 10 ** (max_gain_db / 10)
         gain = (expected / power.clamp_min(1e-30)).clamp(1 / limit, limit)

@@ -97,19 +97,25 @@ def si_sdr(reference: Tensor, estimate: Tensor, eps: float = 1e-12) -> Tensor:
     return 10 * torch.log10(target.pow(2).sum(-1) / ((estimate - target).pow(2).sum(-1) + eps) + eps)
 
 
+def frame_power(x: Tensor, n_fft: int, hop: int, center: bool = False) -> Tensor:
+    """Power per Hann-windowed STFT cell (items, n_fft // 2 + 1, frames) of x (..., length), scaled so
+    that white noise of variance s² has expected power s² in every cell."""
+    window = torch.hann_window(n_fft, dtype=x.dtype, device=x.device)
+    spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, window=window, center=center, return_complex=True)
+    return spec.abs().square() / window.square().sum()
+
+
 def power_spectrum(x: Tensor, n_fft: int = LTAS_FFT, hop: int = LTAS_HOP) -> Tensor:
     """Mean one-sided power per bin (n_fft // 2 + 1,) over frames and items, float64; sums to ~mean square."""
     x = x.reshape(-1, x.shape[-1]).double()
     if x.shape[-1] < n_fft:
         raise ValueError(f"the long-term spectrum needs items of >= {n_fft} samples, got {x.shape[-1]}")
-    window = torch.hann_window(n_fft, dtype=x.dtype, device=x.device)
     power = x.new_zeros(n_fft // 2 + 1)
     for chunk in x.split(16):  # bounded memory
-        spec = torch.stft(chunk, n_fft, hop, window=window, center=False, return_complex=True)
-        power += spec.abs().pow(2).sum(dim=(0, 2))
+        power += frame_power(chunk, n_fft, hop).sum(dim=(0, 2))
     frames = x.shape[0] * (1 + (x.shape[-1] - n_fft) // hop)
     power[1:-1] *= 2  # one-sided: negative frequencies folded in (not DC and Nyquist)
-    return power / (frames * n_fft * window.pow(2).sum())
+    return power / (frames * n_fft)
 
 
 def third_octave_centres(low: float = 100.0, high: float = 10000.0) -> Tensor:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cqtrestore.metrics import (
+    frame_power,
     log_power_spectrogram,
     lsd,
     lsd_by_band,
@@ -101,6 +102,22 @@ def test_ltas_distance_of_a_signal_with_itself_is_zero():
 def test_power_spectrum_sums_to_the_mean_square():
     x = 0.3 * _noise()
     assert power_spectrum(x).sum().item() == pytest.approx(x.pow(2).mean().item(), rel=0.01)
+
+
+def test_frame_power_of_white_noise_is_its_variance_in_every_cell_on_average():
+    x = 0.3 * _noise(4)
+    power = frame_power(x, 512, 256)
+    assert power.shape == (4, 257, 1 + (x.shape[-1] - 512) // 256)
+    per_bin = power.mean(dim=(0, 2))[1:-1]  # DC and Nyquist are real-valued: twice the scatter
+    assert per_bin.mean().item() == pytest.approx(0.09, rel=0.02)
+    assert (per_bin / 0.09).log10().abs().max().item() < 0.1  # no bin more than 1 dB off
+    # a sinusoid of amplitude a on a bin centre: a²/4 · (Σw)² / Σw² in its bin
+    n = torch.arange(4096, dtype=torch.float64)
+    tone = frame_power(0.5 * torch.cos(2 * math.pi * 32 * n / 512), 512, 256)
+    window = torch.hann_window(512, dtype=torch.float64)
+    expected = 0.25 / 4 * window.sum() ** 2 / window.square().sum()
+    torch.testing.assert_close(tone[0, 32], torch.full_like(tone[0, 32], expected.item()))
+    assert frame_power(x, 512, 256, center=True).shape[-1] == 1 + x.shape[-1] // 256
 
 
 def test_ltas_of_white_noise_rises_one_db_per_band():
