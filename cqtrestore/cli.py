@@ -90,6 +90,14 @@ def train(
     rho: float = typer.Option(10.0, help="ρ of the rho noise-level distribution."),
     p_mean: float = typer.Option(-1.2, help="Mean of ln σ with --sigma-distribution lognormal."),
     p_std: float = typer.Option(1.2, help="Standard deviation of ln σ with --sigma-distribution lognormal."),
+    focus_share: float = typer.Option(
+        0.0,
+        help="Share of the noise levels drawn log-uniform from --focus-min to --focus-max instead (0: none).",
+    ),
+    focus_min: float = typer.Option(1e-4, help="Lowest focused noise level (with --focus-share)."),
+    focus_max: float = typer.Option(
+        0.3, help="Highest focused noise level (the restore presets start at σ ≤ 0.2)."
+    ),
     sample_every: int = typer.Option(
         0,
         help="Steps between an unconditional and a 3 kHz bandwidth-extension sample in OUT/samples (0: off).",
@@ -144,6 +152,9 @@ def train(
             rho=rho,
             p_mean=p_mean,
             p_std=p_std,
+            focus_share=focus_share,
+            focus_min=focus_min,
+            focus_max=focus_max,
             sample_every=sample_every,
             sample_steps=sample_steps,
             bf16=bf16,

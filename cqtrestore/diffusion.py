@@ -229,16 +229,26 @@ def training_sigmas(
     p_std: float = 1.2,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    focus: tuple[float, float] = (1e-4, 0.3),
+    focus_share: float = 0.0,
 ) -> Tensor:
-    """Training noise levels: ρ-spaced with uniform position (the paper's) or log-normal (EDM's)."""
+    """Training noise levels: ρ-spaced with uniform position (the paper's) or log-normal (EDM's); with
+    ``focus_share`` > 0 that share of the batch is instead log-uniform in ``focus`` (where the sampler works)."""
     if distribution == "rho":
         u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
         lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-        return ((hi + u * (lo - hi)) ** rho).float()
-    if distribution == "lognormal":
+        sigma = ((hi + u * (lo - hi)) ** rho).float()
+    elif distribution == "lognormal":
         normal = torch.randn(batch, generator=generator, device=device)
-        return (normal * p_std + p_mean).exp().clamp(sigma_min, sigma_max)
-    raise ValueError(f"unknown sigma distribution {distribution!r}: use 'rho' or 'lognormal'")
+        sigma = (normal * p_std + p_mean).exp().clamp(sigma_min, sigma_max)
+    else:
+        raise ValueError(f"unknown sigma distribution {distribution!r}: use 'rho' or 'lognormal'")
+    if focus_share <= 0:  # no further draws: the generator's stream stays as it was before focus existed
+        return sigma
+    chosen = torch.rand(batch, generator=generator, device=device, dtype=torch.float64) < focus_share
+    u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
+    focused = (math.log(focus[0]) + u * math.log(focus[1] / focus[0])).exp().float()
+    return torch.where(chosen, focused, sigma)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,11 @@ class TrainConfig:
     rho: float = 10.0
     p_mean: float = -1.2  # log-normal σ: ln σ ~ N(p_mean, p_std²)
     p_std: float = 1.2
+    # a share of each batch's σ log-uniform in [focus_min, focus_max] instead: the range where the
+    # restore presets sample (warm starts at σ ≤ 0.2), trained more often than the wide distribution does
+    focus_share: float = 0.0
+    focus_min: float = 1e-4
+    focus_max: float = 0.3
     sigma_data: float = SIGMA_DATA
     precondition: str = "scalar"  # "spectral": σ_data² -> the training data's power spectrum P(f)
     # "local": the λ-weighted error also weighted by how quiet the noisy input is in each cell
@@ -102,6 +107,12 @@ class TrainConfig:
         if self.sigma_distribution not in SIGMA_DISTRIBUTIONS:
             raise ValueError(
                 f"unknown sigma distribution {self.sigma_distribution!r}: use 'rho' or 'lognormal'"
+            )
+        if not 0 <= self.focus_share <= 1:
+            raise ValueError(f"focus_share must be from 0 to 1, got {self.focus_share}")
+        if self.focus_share and not self.sigma_min <= self.focus_min < self.focus_max <= self.sigma_max:
+            raise ValueError(
+                f"need sigma_min <= focus_min < focus_max <= sigma_max, got {self.focus_min}, {self.focus_max}"
             )
         if self.precondition not in PRECONDITIONINGS:
             raise ValueError(f"unknown preconditioning {self.precondition!r}: use 'scalar' or 'spectral'")
@@ -233,6 +244,8 @@ def step_noise(config: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tens
         config.p_mean,
         config.p_std,
         generator=g,
+        focus=(config.focus_min, config.focus_max),
+        focus_share=config.focus_share,
     )
     return sigma, torch.randn((config.batch_size, config.segment), generator=g)
 

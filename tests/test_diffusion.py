@@ -80,6 +80,28 @@ def test_rho_training_sigmas_follow_their_distribution():
         assert abs((sigmas <= s).double().mean().item() - expected) < 0.015
 
 
+def test_focused_training_sigmas_mix_a_log_uniform_range_into_the_wide_distribution():
+    args = dict(sigma_min=1e-6, sigma_max=10, rho=10)
+    plain = training_sigmas(20000, "rho", generator=torch.Generator().manual_seed(1), **args)
+    # share 0 draws nothing more: the stream (and so a resumed run) is what it was without focus
+    same = training_sigmas(20000, "rho", generator=torch.Generator().manual_seed(1), focus_share=0.0, **args)
+    assert torch.equal(plain, same)
+    g = torch.Generator().manual_seed(1)
+    mixed = training_sigmas(20000, "rho", generator=g, focus=(1e-4, 0.3), focus_share=0.7, **args).double()
+    lo, hi = 1e-6**0.1, 10**0.1
+
+    def wide(s: float) -> float:  # the rho distribution's CDF
+        return 1 - (s**0.1 - hi) / (lo - hi)
+
+    def focused(s: float) -> float:  # log-uniform on [1e-4, 0.3]
+        return min(max(math.log(s / 1e-4) / math.log(0.3 / 1e-4), 0.0), 1.0)
+
+    for s in (1e-5, 1e-4, 1e-3, 0.01, 0.1, 0.3, 1.0, 5.0):
+        expected = 0.3 * wide(s) + 0.7 * focused(s)
+        assert abs((mixed <= s).double().mean().item() - expected) < 0.015
+    assert mixed.min() >= 1e-6 and mixed.max() <= 10
+
+
 def test_lognormal_training_sigmas():
     g = torch.Generator().manual_seed(2)
     log_sigmas = training_sigmas(20000, "lognormal", sigma_min=1e-9, sigma_max=1e9, generator=g).log()

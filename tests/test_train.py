@@ -167,6 +167,13 @@ def test_config_validation_and_warmup():
         TrainConfig(preset="huge")
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="focus_share"):
+        TrainConfig(focus_share=1.5)
+    with pytest.raises(ValueError, match="focus_min < focus_max"):
+        TrainConfig(focus_share=0.5, focus_min=0.3, focus_max=0.1)
+    with pytest.raises(ValueError, match="focus_max <= sigma_max"):
+        TrainConfig(focus_share=0.5, sigma_max=1.0, focus_max=2.0)
+    TrainConfig(focus_share=0.0, sigma_max=1.0, focus_max=2.0)  # unused range: not checked
     config = TrainConfig(lr=1e-3, warmup_steps=10)
     assert learning_rate(config, 0) == pytest.approx(1e-4) and learning_rate(config, 50) == 1e-3
 
@@ -310,6 +317,23 @@ def test_init_starts_a_new_run_from_the_given_weights_and_their_spectrum(tones, 
     args = ["train", str(tones), "--out", str(tmp_path / "c"), "--preset", "debug", "--steps", "1"]
     result = CliRunner().invoke(app, [*args, "--init", str(tmp_path / "missing.safetensors")])
     assert result.exit_code != 0 and "--init" in result.output and "Traceback" not in result.output
+
+
+def test_focused_noise_levels_reach_the_training_steps_and_bad_ranges_fail_in_one_line(tones, tmp_path):
+    from typer.testing import CliRunner
+
+    from cqtrestore.cli import app
+    from cqtrestore.train import step_noise
+
+    focused = TrainConfig(steps=1, **dict(CONFIG, focus_share=1.0, focus_min=0.01, focus_max=0.02))
+    sigmas = torch.cat([step_noise(focused, step)[0] for step in range(50)])
+    assert sigmas.min() >= 0.01 - 1e-9 and sigmas.max() <= 0.02 + 1e-9
+    wide = torch.cat([step_noise(TrainConfig(steps=1, **CONFIG), step)[0] for step in range(50)])
+    assert ((wide < 0.01) | (wide > 0.02)).any()
+    args = ["train", str(tones), "--out", str(tmp_path / "c"), "--preset", "debug", "--steps", "1"]
+    result = CliRunner().invoke(app, [*args, "--focus-share", "0.5", "--focus-min", "0.5", "--focus-max", "0.1"])
+    assert result.exit_code != 0 and "focus_min < focus_max" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_a_running_job_takes_its_thread_count_from_the_threads_file(tones, tmp_path):
