@@ -78,6 +78,11 @@ def train(
         help="How a spectral run measures the data spectrum: mean (mean power) or root ((mean of √power)², "
         "nearer a typical frame's power; piano's highs live in a few loud frames).",
     ),
+    loss_statistic: str = typer.Option(
+        "",
+        help="Weigh the loss per frequency by the spectrum of this statistic (mean or root) instead of the "
+        "preconditioning's (--spectrum-statistic); spectral only. The minimiser is the same.",
+    ),
     edge_taper: int = typer.Option(
         0, help="Samples of raised-cosine fade at both ends of every crop (0: none; use with spectral)."
     ),
@@ -144,6 +149,7 @@ def train(
             precondition=precondition,
             loss=loss,
             spectrum_statistic=spectrum_statistic,
+            loss_statistic=loss_statistic,
             edge_taper=edge_taper,
             augment=augment,
             gain_db=gain_db,

@@ -123,12 +123,15 @@ class Denoiser(nn.Module):
         gain = ((power + sigma_to**2) / (power + sigma_from**2)).sqrt()
         return torch.fft.irfft(torch.fft.rfft(x) * gain, n=length)
 
-    def weighted_error(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
+    def weighted_error(
+        self, x0: Tensor, sigma: Tensor, noise: Tensor, loss_spectrum: Tensor | None = None
+    ) -> Tensor:
         """λ-weighted error of denoising x0 + σ·noise, per item (paper eq. 6): ‖F − target‖² per sample.
 
         Scalar: λ(σ)·mean (D − x0)², λ = 1/c_out². Spectral: the same with λ per frequency, computed
         from the network's output and its target in the frequency domain (Parseval), so that the
-        quietest bands keep their precision."""
+        quietest bands keep their precision. ``loss_spectrum``: λ from that spectrum instead of the
+        preconditioning's (``loss_reweighting``; the minimiser is the same)."""
         sigma = _per_item(sigma, x0)
         x = x0 + sigma * noise
         if self.spectrum is None:
@@ -138,7 +141,20 @@ class Denoiser(nn.Module):
         spectrum, output, c_skip, c_out = self._spectral_parts(x, sigma)
         target = (torch.fft.rfft(x0) - c_skip * spectrum) / c_out
         error = (output - target).abs() ** 2
+        if loss_spectrum is not None:
+            error = error * self.loss_reweighting(loss_spectrum, sigma, x0.shape[-1])
         return (error * rfft_weights(x0.shape[-1], error)).sum(dim=1) / x0.shape[-1] ** 2
+
+    def loss_reweighting(self, loss_spectrum: Tensor, sigma: Tensor, length: int) -> Tensor:
+        """λ_Q / λ_P = P(σ² + Q) / (Q(σ² + P)) per rfft bin (batch, length // 2 + 1): the loss weight of
+        a spectrum Q over that of the preconditioning's P, λ = (σ² + P)/(σ²P) = 1/c_out². With Q the
+        mean power and P a darker statistic, the loud highs that P underrates stop dominating the loss."""
+        if self.spectrum is None:
+            raise ValueError("a loss spectrum needs spectral preconditioning")
+        sigma = sigma.reshape(-1, 1)
+        power = self.power(length, sigma)
+        other = spectrum_on_grid(check_spectrum(loss_spectrum), length).to(sigma)[None]
+        return power * (sigma**2 + other) / (other * (sigma**2 + power))
 
     def local_weighted_error(
         self, x0: Tensor, sigma: Tensor, noise: Tensor, max_gain_db: float = LOCAL_MAX_GAIN_DB

@@ -79,6 +79,9 @@ class TrainConfig:
     # (Denoiser.local_weighted_error; still minimised by the posterior mean). Validation stays "spectral".
     loss: str = "spectral"
     spectrum_statistic: str = "mean"  # "root": P(f) nearer a typical frame's power (data.estimate_spectrum)
+    # the loss weight λ per frequency from the spectrum of this statistic ("": the preconditioning's own);
+    # measured from the crops at every start (deterministic), not stored. Validation keeps λ of P.
+    loss_statistic: str = ""
     edge_taper: int = 0  # samples of raised-cosine fade-in/out on every crop (0: none)
     gain_db: float = 3.0
     augment: bool = False  # random microphone and room on every training crop (cqtrestore.augment)
@@ -120,6 +123,8 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {LOSSES} ('local' needs spectral preconditioning)")
         if self.spectrum_statistic not in SPECTRUM_STATISTICS:
             raise ValueError(f"spectrum_statistic must be one of {SPECTRUM_STATISTICS}")
+        if self.loss_statistic and (self.loss_statistic not in SPECTRUM_STATISTICS or self.precondition != "spectral"):
+            raise ValueError(f"loss_statistic must be one of {SPECTRUM_STATISTICS} (spectral preconditioning only)")
         if not self.p_std > 0:
             raise ValueError(f"p_std must be positive, got {self.p_std}")
         if not 0 <= self.edge_taper <= self.segment // 4:
@@ -251,13 +256,19 @@ def step_noise(config: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def weighted_loss(
-    denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, loss: str = "spectral"
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor,
+    loss: str = "spectral",
+    loss_spectrum: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-item λ(σ)·mean (D(x + σn, σ) − x)², with the noise n given (so ranks can share one draw);
-    ``loss="local"``: weighted per time-frequency cell as well (``Denoiser.local_weighted_error``)."""
+    ``loss="local"``: weighted per time-frequency cell as well (``Denoiser.local_weighted_error``);
+    ``loss_spectrum``: λ from that spectrum instead of the preconditioning's."""
     if loss == "local":
         return denoiser.local_weighted_error(x, sigma.to(x), noise.to(x))
-    return denoiser.weighted_error(x, sigma.to(x), noise.to(x))
+    return denoiser.weighted_error(x, sigma.to(x), noise.to(x), loss_spectrum)
 
 
 def gather(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
@@ -492,6 +503,11 @@ def train(
         bins = min(513, 2 ** int(np.log2(config.segment)) // 2 + 1)
         statistic = config.spectrum_statistic
         spectrum = torch.from_numpy(estimate_spectrum(crops, SPECTRUM_CROPS, bins, statistic=statistic))
+    loss_spectrum = None
+    if config.loss_statistic and config.loss_statistic != config.spectrum_statistic:
+        bins = len(spectrum)
+        estimate = estimate_spectrum(crops, SPECTRUM_CROPS, bins, statistic=config.loss_statistic)
+        loss_spectrum = torch.from_numpy(estimate).to(ranks.device)
 
     # The network as trained: channels-last on CUDA, DDP-wrapped, compiled (the EMA stays plain).
     model = net.to(memory_format=torch.channels_last) if ranks.device.type == "cuda" else net
@@ -542,7 +558,7 @@ def train(
         sigma, noise = step_noise(config, step)
         with torch.autocast(ranks.device.type, torch.bfloat16, enabled=config.bf16):
             batch = (x * taper).to(ranks.device)
-            per_item = weighted_loss(denoiser, batch, sigma[mine], noise[mine], config.loss)
+            per_item = weighted_loss(denoiser, batch, sigma[mine], noise[mine], config.loss, loss_spectrum)
         optimizer.zero_grad(set_to_none=True)
         per_item.mean().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)

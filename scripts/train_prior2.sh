@@ -16,6 +16,7 @@
 # SPECTRUM=root measures P(f) as (mean √power)² (a fresh run only: the spectrum is fixed at the start).
 # FOCUS=0.7 draws that share of the noise levels log-uniform in [1e-4, 0.3], where the restore presets
 #   sample (they start at σ ≤ 0.2), instead of over the whole 1e-5..5 (applies on resume too).
+# LOSS_STATISTIC=mean weighs the loss by the mean-power spectrum's λ while SPECTRUM=root preconditions.
 # OUT=runs/NAME puts a run in another folder (two runs of one preset).
 # LR=2e-4 resumes at a lower learning rate (it applies from the next step; the warm-up is long past).
 # Other work on the cores: echo 1 > runs/prior2-cpu-dilated/threads (and echo 2 > ... when it is done).
@@ -32,7 +33,7 @@ for preset in ${PRESETS:-cpu-dilated}; do
   # OMP_NUM_THREADS: with other jobs on the cores, OpenMP's spinning threads can stall a 2-thread run.
   OMP_NUM_THREADS=${THREADS:-2} setsid nohup nice -n "${NICE:-19}" python -m cqtrestore train data/piano/train \
     --valid-dir data/piano/valid --heldout-dir data/piano/heldout --out "$out" --preset "$preset" \
-    --precondition spectral --loss "${LOSS:-spectral}" --spectrum-statistic "${SPECTRUM:-mean}" --focus-share "${FOCUS:-0}" --edge-taper 256 --augment --gain-db 6 --steps "${STEPS:-400000}" --batch-size 2 \
+    --precondition spectral --loss "${LOSS:-spectral}" --spectrum-statistic "${SPECTRUM:-mean}" --focus-share "${FOCUS:-0}" --loss-statistic "${LOSS_STATISTIC:-}" --edge-taper 256 --augment --gain-db 6 --steps "${STEPS:-400000}" --batch-size 2 \
     --segment 32768 --lr "${LR:-5e-4}" --warmup 200 --ema 0.999 --sigma-min 1e-5 --sigma-max 5 --valid-crops 8 \
     --save-every "${SAVE_EVERY:-200}" --log-every 20 --threads "${THREADS:-2}" --seed 0 $resume $init \
     >> "$out/train.out" 2>&1 &

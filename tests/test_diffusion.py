@@ -13,6 +13,7 @@ from cqtrestore.diffusion import (
     SamplerOptions,
     ZeroNetwork,
     karras_schedule,
+    rfft_weights,
     run_sampler,
     sample,
     sample_dpmpp_2m,
@@ -521,3 +522,26 @@ def test_local_loss_with_unit_weights_is_the_spectral_loss_and_weighs_quiet_cell
     assert weights.max() / weights.min() <= 1e4 * (1 + 1e-9)  # ±20 dB around the expected power
     with pytest.raises(ValueError, match="spectral preconditioning"):
         Denoiser(Tilted(0.5)).local_weighted_error(x0, sigmas, noise)
+
+
+def test_a_loss_spectrum_weighs_the_error_by_its_own_lambda_and_is_the_identity_for_the_same_spectrum():
+    g = torch.Generator().manual_seed(7)
+    root = torch.logspace(-3, -8, 17, dtype=torch.float64)  # darker highs, as the root statistic
+    mean = torch.logspace(-3, -7, 17, dtype=torch.float64)
+    denoiser = Denoiser(Tilted(0.5), spectrum=root, edge_pad=0)
+    x0 = torch.randn(3, 4096, generator=g, dtype=torch.float64) * 0.03
+    noise = torch.randn(3, 4096, generator=g, dtype=torch.float64)
+    sigmas = torch.tensor([1e-5, 0.01, 1.0], dtype=torch.float64)
+    plain = denoiser.weighted_error(x0, sigmas, noise)
+    torch.testing.assert_close(denoiser.weighted_error(x0, sigmas, noise, root), plain)
+    # directly: λ_Q(σ, f)·|rfft(D − x0)|², λ_Q = (σ² + Q)/(σ²Q), summed over both sides of the spectrum
+    error = torch.fft.rfft(denoiser(x0 + sigmas[:, None] * noise, sigmas) - x0).abs().square()
+    q = spectrum_on_grid(mean, 4096)[None]
+    weight = (sigmas[:, None] ** 2 + q) / (sigmas[:, None] ** 2 * q)
+    expected = (weight * error * rfft_weights(4096, error)).sum(dim=1) / 4096**2
+    reweighted = denoiser.weighted_error(x0, sigmas, noise, mean)
+    torch.testing.assert_close(reweighted, expected)
+    # where σ² is below both spectra the weight is 1/σ² either way; above them the brighter Q weighs less
+    assert abs(reweighted[0] / plain[0] - 1) < 0.05 and reweighted[2] < 0.5 * plain[2]
+    with pytest.raises(ValueError, match="spectral preconditioning"):
+        Denoiser(Tilted(0.5)).loss_reweighting(mean, sigmas, 4096)

@@ -359,6 +359,28 @@ def test_a_running_job_takes_its_thread_count_from_the_threads_file(tones, tmp_p
         torch.set_num_threads(before)
 
 
+def test_a_root_run_can_weigh_its_loss_by_the_mean_spectrum(tones, tmp_path):
+    with pytest.raises(ValueError, match="loss_statistic"):
+        TrainConfig(**dict(CONFIG, loss_statistic="mean"))  # scalar preconditioning
+    with pytest.raises(ValueError, match="loss_statistic"):
+        TrainConfig(**dict(CONFIG, precondition="spectral", loss_statistic="median"))
+    config = dict(CONFIG, precondition="spectral", edge_taper=256, log_every=1, spectrum_statistic="root")
+    train(TrainConfig(steps=3, loss_statistic="mean", **config), tones, tmp_path / "mean-loss")
+    train(TrainConfig(steps=3, loss_statistic="root", **config), tones, tmp_path / "same")
+    train(TrainConfig(steps=3, **config), tones, tmp_path / "plain")
+    reweighted, same = losses(tmp_path / "mean-loss" / "log.jsonl"), losses(tmp_path / "same" / "log.jsonl")
+    plain = losses(tmp_path / "plain" / "log.jsonl")
+    assert len(reweighted) == 3 and all(math.isfinite(value) for value in reweighted)
+    assert same == plain and reweighted != plain  # the preconditioning's own statistic changes nothing
+    # the brighter mean spectrum weighs the highs less wherever σ² exceeds the root spectrum
+    assert sum(reweighted) < sum(plain)
+    first_valid = [  # validation keeps λ of the preconditioning's spectrum: the same before any step
+        next(r for r in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines()) if "valid" in r)
+        for name in ("mean-loss", "plain")
+    ]
+    assert first_valid[0]["step"] == 0 and first_valid[0] == first_valid[1]
+
+
 def test_the_local_loss_trains_and_needs_spectral_preconditioning(tones, tmp_path):
     with pytest.raises(ValueError, match="'local' needs spectral"):
         TrainConfig(**dict(CONFIG, loss="local"))
