@@ -249,7 +249,7 @@ def training_sigmas(
     focus_share: float = 0.0,
 ) -> Tensor:
     """Training noise levels: ρ-spaced with uniform position (the paper's) or log-normal (EDM's); with
-    ``focus_share`` > 0 that share of the batch is instead log-uniform in ``focus`` (where the sampler works)."""
+    ``focus_share`` > 0 that share of the batch is log-uniform in ``focus`` instead (where sampling works)."""
     if distribution == "rho":
         u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
         lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)

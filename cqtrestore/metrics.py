@@ -101,7 +101,9 @@ def frame_power(x: Tensor, n_fft: int, hop: int, center: bool = False) -> Tensor
     """Power per Hann-windowed STFT cell (items, n_fft // 2 + 1, frames) of x (..., length), scaled so
     that white noise of variance s² has expected power s² in every cell."""
     window = torch.hann_window(n_fft, dtype=x.dtype, device=x.device)
-    spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, window=window, center=center, return_complex=True)
+    spec = torch.stft(
+        x.reshape(-1, x.shape[-1]), n_fft, hop, window=window, center=center, return_complex=True
+    )
     return spec.abs().square() / window.square().sum()
 
 

@@ -115,7 +115,8 @@ class TrainConfig:
             raise ValueError(f"focus_share must be from 0 to 1, got {self.focus_share}")
         if self.focus_share and not self.sigma_min <= self.focus_min < self.focus_max <= self.sigma_max:
             raise ValueError(
-                f"need sigma_min <= focus_min < focus_max <= sigma_max, got {self.focus_min}, {self.focus_max}"
+                "need sigma_min <= focus_min < focus_max <= sigma_max, "
+                f"got {self.focus_min}, {self.focus_max}"
             )
         if self.precondition not in PRECONDITIONINGS:
             raise ValueError(f"unknown preconditioning {self.precondition!r}: use 'scalar' or 'spectral'")
@@ -123,8 +124,12 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {LOSSES} ('local' needs spectral preconditioning)")
         if self.spectrum_statistic not in SPECTRUM_STATISTICS:
             raise ValueError(f"spectrum_statistic must be one of {SPECTRUM_STATISTICS}")
-        if self.loss_statistic and (self.loss_statistic not in SPECTRUM_STATISTICS or self.precondition != "spectral"):
-            raise ValueError(f"loss_statistic must be one of {SPECTRUM_STATISTICS} (spectral preconditioning only)")
+        if self.loss_statistic and (
+            self.loss_statistic not in SPECTRUM_STATISTICS or self.precondition != "spectral"
+        ):
+            raise ValueError(
+                f"loss_statistic must be one of {SPECTRUM_STATISTICS} (spectral preconditioning only)"
+            )
         if not self.p_std > 0:
             raise ValueError(f"p_std must be positive, got {self.p_std}")
         if not 0 <= self.edge_taper <= self.segment // 4:

@@ -331,7 +331,9 @@ def test_focused_noise_levels_reach_the_training_steps_and_bad_ranges_fail_in_on
     wide = torch.cat([step_noise(TrainConfig(steps=1, **CONFIG), step)[0] for step in range(50)])
     assert ((wide < 0.01) | (wide > 0.02)).any()
     args = ["train", str(tones), "--out", str(tmp_path / "c"), "--preset", "debug", "--steps", "1"]
-    result = CliRunner().invoke(app, [*args, "--focus-share", "0.5", "--focus-min", "0.5", "--focus-max", "0.1"])
+    result = CliRunner().invoke(
+        app, [*args, "--focus-share", "0.5", "--focus-min", "0.5", "--focus-max", "0.1"]
+    )
     assert result.exit_code != 0 and "focus_min < focus_max" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
@@ -375,7 +377,11 @@ def test_a_root_run_can_weigh_its_loss_by_the_mean_spectrum(tones, tmp_path):
     # the brighter mean spectrum weighs the highs less wherever σ² exceeds the root spectrum
     assert sum(reweighted) < sum(plain)
     first_valid = [  # validation keeps λ of the preconditioning's spectrum: the same before any step
-        next(r for r in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines()) if "valid" in r)
+        next(
+            r
+            for r in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines())
+            if "valid" in r
+        )
         for name in ("mean-loss", "plain")
     ]
     assert first_valid[0]["step"] == 0 and first_valid[0] == first_valid[1]
