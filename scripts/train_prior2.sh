@@ -5,7 +5,9 @@
 # folder (a new machine) starts from the committed EMA weights prior2-attn / prior2-dilated, so a lost
 # machine costs only the optimizer state; INIT=none starts from the spectral Gaussian prior instead,
 # INIT=NAME from another checkpoint (of the same layout, or one the preset grows from).
-# Since 2026-12-06 only the chosen candidate, cpu-dilated, trains (docs/model-card.md says why).
+# Since 2026-12-06 only the chosen candidate, cpu-dilated, trains (docs/model-card.md says why). The run
+# that trains now (since 2026-12-06 23:24; on a new machine add INIT=prior2-root):
+#   OUT=runs/prior2-root SPECTRUM=root FOCUS=0.7 LOSS_STATISTIC=mean bash scripts/train_prior2.sh
 #   bash scripts/train_prior2.sh                        # cpu-dilated on two threads
 #   PRESETS="cpu-attn cpu-dilated" THREADS=1 bash scripts/train_prior2.sh   # both candidates, as before
 # PRESETS=cpu-wide THREADS=1 INIT=none bash scripts/train_prior2.sh   # the third candidate (2026-12-06)
