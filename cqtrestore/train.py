@@ -509,7 +509,7 @@ def train(
         statistic = config.spectrum_statistic
         spectrum = torch.from_numpy(estimate_spectrum(crops, SPECTRUM_CROPS, bins, statistic=statistic))
     loss_spectrum = None
-    if config.loss_statistic and config.loss_statistic != config.spectrum_statistic:
+    if config.loss_statistic:  # also when it names P's own statistic: P may come from --init weights
         bins = len(spectrum)
         estimate = estimate_spectrum(crops, SPECTRUM_CROPS, bins, statistic=config.loss_statistic)
         loss_spectrum = torch.from_numpy(estimate).to(ranks.device)
