@@ -130,6 +130,8 @@ class TrainConfig:
             raise ValueError(
                 f"loss_statistic must be one of {SPECTRUM_STATISTICS} (spectral preconditioning only)"
             )
+        if self.loss_statistic and self.loss == "local":
+            raise ValueError("loss_statistic goes with the spectral loss, not with 'local'")
         if not self.p_std > 0:
             raise ValueError(f"p_std must be positive, got {self.p_std}")
         if not 0 <= self.edge_taper <= self.segment // 4:

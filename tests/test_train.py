@@ -366,6 +366,8 @@ def test_a_root_run_can_weigh_its_loss_by_the_mean_spectrum(tones, tmp_path):
         TrainConfig(**dict(CONFIG, loss_statistic="mean"))  # scalar preconditioning
     with pytest.raises(ValueError, match="loss_statistic"):
         TrainConfig(**dict(CONFIG, precondition="spectral", loss_statistic="median"))
+    with pytest.raises(ValueError, match="not with 'local'"):  # the local loss has no λ to replace
+        TrainConfig(**dict(CONFIG, precondition="spectral", loss="local", loss_statistic="mean"))
     config = dict(CONFIG, precondition="spectral", edge_taper=256, log_every=1, spectrum_statistic="root")
     train(TrainConfig(steps=3, loss_statistic="mean", **config), tones, tmp_path / "mean-loss")
     train(TrainConfig(steps=3, loss_statistic="root", **config), tones, tmp_path / "same")
