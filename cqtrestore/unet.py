@@ -225,6 +225,11 @@ PRESETS["cpu-gate"] = replace(PRESETS["cpu-dilated"], freq_gate_levels=2)
 PRESETS["cpu-fine"] = replace(PRESETS["cpu-dilated"], channels=(16, 12, 16, 24, 32, 48, 64))
 # A sixth: cpu-dilated with an output mask (``UNetConfig.output_mask``), grown from its weights.
 PRESETS["cpu-mask"] = replace(PRESETS["cpu-dilated"], output_mask=True)
+# A seventh: small-shallow (the shipped prior's layout) with cpu-dilated's long context in time,
+# time-dilated convolutions after the blocks of its three coarsest levels and the middle. The mixers
+# start as the identity, so it grows from piano-small's trained weights (``grows_from``). Its capacity
+# stays at full resolution, where the quiet frames' highs are decided (docs/model-card.md).
+PRESETS["small-context"] = replace(PRESETS["small-shallow"], time_mixer="dilated", time_levels=3)
 # ... and the debug network with attention along time at its two coarsest levels (the cpu-* code path).
 PRESETS["debug-attn"] = replace(PRESETS["debug"], time_mixer="attention", time_levels=2, attention_heads=2)
 # ... and with a frequency gate at its finest level (grows from debug).
@@ -678,11 +683,17 @@ def min_length(config: UNetConfig) -> int:
 
 def grows_from(old: UNetConfig, new: UNetConfig) -> bool:
     """Whether ``new`` is ``old`` grown so that ``old``'s trained weights give it the same function
-    (``load_grown``): frequency gates added (they start as the identity) and/or the finest level
-    twice as wide (each channel split in two, Net2Net)."""
+    (``load_grown``): frequency gates or time mixers added to a layout without them (both start as
+    the identity), an output mask, and/or the finest level twice as wide (each channel split in two,
+    Net2Net)."""
+    mixers = old.time_mixer == "none" or not old.time_levels
     same = (
         replace(
-            new, freq_gate_levels=old.freq_gate_levels, channels=old.channels, output_mask=old.output_mask
+            new,
+            freq_gate_levels=old.freq_gate_levels,
+            channels=old.channels,
+            output_mask=old.output_mask,
+            **({"time_mixer": old.time_mixer, "time_levels": old.time_levels} if mixers else {}),
         )
         == old
     )
@@ -707,17 +718,19 @@ def load_grown(
     seed: int = 0,
 ) -> CQTUNet:
     """Load the weights of a layout ``network`` grows from (``grows_from``; ``old`` its config when the
-    finest level was widened): new gates stay the identity; a widened level's channels are copied in
-    pairs, with the weights reading them halved (Chen et al. 2016, Net2WiderNet), so the function is
-    the same. ``jitter``: noise of this fraction of each widened weight's std on the copies' rows, so
-    that the pairs can part in training (the function then changes by about as much)."""
+    finest level was widened): new gates, time mixers and masks stay the identity; a widened level's
+    channels are copied in pairs, with the weights reading them halved (Chen et al. 2016,
+    Net2WiderNet), so the function is the same. ``jitter``: noise of this fraction of each widened
+    weight's std on the copies' rows, so that the pairs can part in training (the function then
+    changes by about as much)."""
     if old is not None and old.channels != network.config.channels:
         state = widen_finest_level(state, old, network.config, jitter, seed)
     own = network.state_dict()
     if any(key in own and own[key].shape != value.shape for key, value in state.items()):
         raise ValueError("not a grown layout: tensor shapes differ (a widened level needs ``old``)")
     missing, unexpected = network.load_state_dict(state, strict=False)
-    grown = [key for key in missing if not key.startswith(("gate_down.", "gate_up.", "mask_head."))]
+    new_parts = ("gate_down.", "gate_up.", "mask_head.", "time_down.", "time_up.", "time_middle.")
+    grown = [key for key in missing if not key.startswith(new_parts)]
     if unexpected or grown:
         raise ValueError(f"not a grown layout: missing {grown[:3]}, unexpected {unexpected[:3]}")
     return network

@@ -198,7 +198,25 @@ def test_gated_preset_grows_from_its_base_with_the_same_function():
         randomised(grown.gate_up)  # once trained, the gates change the function
         assert not torch.allclose(grown(x, torch.tensor([[-0.5]])), small(x, torch.tensor([[-0.5]])))
     with pytest.raises(ValueError, match="not a grown layout"):
-        load_grown(build_unet("debug-attn"), small.state_dict())
+        load_grown(build_unet("debug-gate"), build_unet("debug-attn").state_dict())
+
+
+def test_time_mixers_grow_from_a_layout_without_them_with_the_same_function():
+    shallow, context = PRESETS["small-shallow"], PRESETS["small-context"]
+    assert grows_from(shallow, context) and not grows_from(context, shallow)
+    assert not grows_from(PRESETS["cpu-attn"], PRESETS["cpu-dilated"])  # one mixer for another: no
+    assert not grows_from(PRESETS["debug-attn"], replace(PRESETS["debug-attn"], time_levels=1))
+    assert flops_per_window(shallow) < flops_per_window(context) < 1.05 * flops_per_window(shallow)
+    torch.manual_seed(8)
+    small = randomised(build_unet("debug"))
+    for kind in ("attention", "dilated"):
+        config = replace(PRESETS["debug-attn"], time_mixer=kind)
+        grown = load_grown(build_unet(config), small.state_dict())
+        x = 0.1 * torch.randn(2, 2**13)
+        with torch.no_grad():
+            torch.testing.assert_close(grown(x, torch.tensor([[-0.5]])), small(x, torch.tensor([[-0.5]])))
+            randomised(grown.time_up)  # once trained, the mixers change the function
+            assert not torch.allclose(grown(x, torch.tensor([[-0.5]])), small(x, torch.tensor([[-0.5]])))
 
 
 def test_flop_count_with_gates_matches_the_flop_counter():
