@@ -7,7 +7,7 @@
 # INIT=NAME from another checkpoint (of the same layout, or one the preset grows from).
 # Since 2026-12-06 only the chosen candidate, cpu-dilated, trains (docs/model-card.md says why). The run
 # that trains now (since 2026-12-06 23:24; on a new machine add INIT=prior2-root):
-#   OUT=runs/prior2-root SPECTRUM=root FOCUS=0.7 LOSS_STATISTIC=mean bash scripts/train_prior2.sh
+#   OUT=runs/prior2-root SPECTRUM=root FOCUS=0.7 LOSS_STATISTIC=mean LR=2e-4 bash scripts/train_prior2.sh
 #   bash scripts/train_prior2.sh                        # cpu-dilated on two threads
 #   PRESETS="cpu-attn cpu-dilated" THREADS=1 bash scripts/train_prior2.sh   # both candidates, as before
 # PRESETS=cpu-wide THREADS=1 INIT=none bash scripts/train_prior2.sh   # the third candidate (2026-12-06)
@@ -15,6 +15,10 @@
 # LOSS=local weighs the quiet time-frequency cells of the noisy input up (Denoiser.local_weighted_error);
 # OUT=runs/prior2-root PRESETS=cpu-dilated SPECTRUM=root INIT=none LR=5e-4 bash scripts/train_prior2.sh
 #   the run with the root data spectrum (2026-12-06); on a new machine INIT=prior2-root instead of none.
+# Since 2026-12-07 01:50 the root run trains at LR=2e-4 (an A/B from its step 7,200 chose it). A seventh
+# candidate grows from the shipped prior's weights (small-shallow plus time-dilated context):
+#   OUT=runs/small-context PRESETS=small-context INIT=piano-small LR=2e-4 FOCUS=0.7 LOSS_STATISTIC=mean \
+#     bash scripts/train_prior2.sh     (on a new machine INIT=prior2-context, its committed EMA)
 # SPECTRUM=root measures P(f) as (mean √power)² (a fresh run only: the spectrum is fixed at the start).
 # FOCUS=0.7 draws that share of the noise levels log-uniform in [1e-4, 0.3], where the restore presets
 #   sample (they start at σ ≤ 0.2), instead of over the whole 1e-5..5 (applies on resume too).
