@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_file(name: str, relative: str) -> ModuleType:
+    """A repository file outside the package (bench/, scripts/; ``relative`` to the repository root)
+    executed as a fresh module called ``name``."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_file
 from test_bench_prior import _piano_like
 
 
@@ -59,9 +59,7 @@ def test_the_spectral_gating_baseline_gates_hiss_where_nothing_plays():
     # noisereduce as a user calls it, both modes: same length out, and a second of hiss alone between
     # notes comes out far quieter (a gate closes where there is only noise).
     pytest.importorskip("noisereduce", reason="the [bench] extra (noisereduce) is not installed")
-    spec = importlib.util.spec_from_file_location("bench_denoise", REPO_ROOT / "bench" / "denoise.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_file("bench_denoise", "bench/denoise.py")
     rng = np.random.default_rng(0)
     t = np.arange(5 * 22050) / 22050
     clean = np.zeros_like(t)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_file
 
 from cqtrestore.diffusion import Denoiser, ZeroNetwork
 from cqtrestore.metrics import third_octave_ltas
@@ -20,10 +19,7 @@ from cqtrestore.metrics import third_octave_ltas
 @pytest.fixture(scope="module")
 def prior():
     """bench/prior.py imported as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_prior", REPO_ROOT / "bench" / "prior.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("bench_prior", "bench/prior.py")
 
 
 def _piano_like(seconds: float = 4.0, sample_rate: int = 22050) -> np.ndarray:

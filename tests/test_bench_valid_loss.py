@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_file
 
 from cqtrestore.diffusion import Denoiser, ZeroNetwork
 
@@ -19,10 +18,7 @@ from cqtrestore.diffusion import Denoiser, ZeroNetwork
 @pytest.fixture(scope="module")
 def bench():
     """bench/valid_loss.py imported as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_valid_loss", REPO_ROOT / "bench" / "valid_loss.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("bench_valid_loss", "bench/valid_loss.py")
 
 
 def _dark_spectrum(bins: int = 513) -> torch.Tensor:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 import sys
-from pathlib import Path
 
 import numpy as np
+from conftest import REPO_ROOT, load_file
 
-ROOT = Path(__file__).resolve().parents[1]
 CSV = """# a comment line, then the header
 run,preset,step,cpu_hours,bwe3k_lsd,white_kept_db
 a,p,400,0.5,1.8,-26
@@ -20,15 +18,12 @@ b (long name),q,800,2.0,1.4,
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("plot_progress", ROOT / "scripts" / "plot_progress.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("plot_progress", "scripts/plot_progress.py")
 
 
-def test_rows_skip_comments_and_each_panel_keeps_only_rows_with_a_value():
+def test_the_committed_csv_reads_without_its_comment_lines():
     plot = load_script()
-    path = ROOT / "docs" / "prior2-progress.csv"
+    path = REPO_ROOT / "docs" / "prior2-progress.csv"
     rows = plot.read_rows(path)
     assert rows and all(not row["run"].startswith("#") for row in rows)
     assert {"run", "step", "cpu_hours", "bwe3k_lsd", "white_kept_db"} <= set(rows[0])
