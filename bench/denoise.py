@@ -7,9 +7,10 @@ noise at 10, 20 and 30 dB SNR. The noise spectrum is estimated from the noisy se
 (``estimate_noise``, as ``cqtrestore denoise`` does) and given to both methods: the Wiener baseline
 (``wiener_denoise``) and the prior through the CLI's path (``Restorer.restore`` with ``Hiss``) for each
 ``--setting`` ``SOLVER:STEPS`` (the sampler from the noisy input at the noise's level; ``balanced`` is
-the preset). Where the ``noisereduce`` package is installed (the ``[bench]`` extra), the spectral gating a
-user would reach for runs beside them as they would call it, with its own noise estimate:
-``reduce_noise(y, sr)`` (non-stationary, the default) and ``reduce_noise(y, sr, stationary=True)``.
+the preset; ``:xK`` after either averages K posterior draws). Where the ``noisereduce`` package is
+installed (the ``[bench]`` extra), the spectral gating a user would reach for runs beside them as
+they would call it, with its own noise estimate: ``reduce_noise(y, sr)`` (non-stationary, the default)
+and ``reduce_noise(y, sr, stationary=True)``.
 Reported: SI-SDR improvement over the noisy input and LSD, mean ± 95 % CI over segments.
 """
 
@@ -31,7 +32,7 @@ from cqtrestore.checkpoints import load_checkpoint
 from cqtrestore.evaluate import load_segments, mean_ci
 from cqtrestore.metrics import lsd, si_sdr
 from cqtrestore.noise import Hiss, estimate_noise
-from cqtrestore.pipeline import Restorer
+from cqtrestore.pipeline import RestoreOptions, Restorer
 from cqtrestore.tasks import restore_options
 
 SR = 22050
@@ -64,6 +65,19 @@ def spectral_gating() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
             np.float32
         ),
     }
+
+
+def setting_options(setting: str, hiss: Hiss, seed: int) -> RestoreOptions:
+    """``balanced`` (the preset), ``SOLVER:STEPS`` (the preset's start with another sampler), either
+    with ``xK`` after a colon: the mean of K posterior draws (``balanced:x2``, ``dpmpp2m:6:x4``)."""
+    options = restore_options(hiss, seed=seed, device="cpu", quality="balanced")
+    parts = setting.split(":")
+    if parts[-1].startswith("x"):
+        options = replace(options, draws=int(parts.pop()[1:]))
+    if parts != ["balanced"]:
+        solver, steps = parts
+        options = replace(options, sampler=replace(options.sampler, solver=solver, steps=int(steps)))
+    return options
 
 
 def main() -> None:
@@ -117,12 +131,7 @@ def main() -> None:
                     rows[name].append(dict(scores(x, y, out), seconds=time.perf_counter() - began))
                 hiss = Hiss(estimate, SR)
                 for setting in args.settings:
-                    options = restore_options(hiss, seed=args.seed, device="cpu", quality="balanced")
-                    if setting != "balanced":
-                        solver, steps = setting.split(":")
-                        options = replace(
-                            options, sampler=replace(options.sampler, solver=solver, steps=int(steps))
-                        )
+                    options = setting_options(setting, hiss, args.seed)
                     began = time.perf_counter()
                     out = restorer.restore(y, SR, hiss, options)
                     rows[setting].append(dict(scores(x, y, out), seconds=time.perf_counter() - began))

@@ -204,17 +204,24 @@ class Hiss(Operator):
         louder = noise > level * (1 + 1e-9)
         return torch.where(louder, ((power + level) / (power + noise)).sqrt(), torch.ones_like(noise))
 
+    def starts_from_y(self, length: int, like: Tensor) -> bool:
+        """Whether ``whiten`` leaves y as it is (the noise at σ_w in every bin, as ``--noise-level`` gives
+        it): then sampling adds no noise of its own, and an ODE solver's draws are all the same."""
+        noise = self.bin_variance(length, like) / length
+        level = self.start_sigma(length, like) ** 2
+        return bool(((noise - level).abs() <= level * 1e-9).all())
+
     def whiten(self, y: Tensor, white: Tensor, power: Tensor) -> tuple[Tensor, Tensor]:
         """(x at σ_w, g): y made a point of the diffusion at σ_w = ``start_sigma``. Bands where the noise is
         quieter than σ_w get ``white`` N(0, I) noise shaped to σ_w² − N(f) added; louder bands are scaled by
         g (``whitening``). White hiss: y itself. The restored x is g times the sampler's result."""
         length = y.shape[-1]
         gain = self.whitening(length, power, y)
+        if self.starts_from_y(length, y):
+            return y.clone(), gain  # white: y is already the state at σ_w (gain 1 everywhere)
         level = self.start_sigma(length, y) ** 2
         missing = (level - self.bin_variance(length, y) / length).clamp_min(0)
         missing = torch.where(missing > level * 1e-9, missing, torch.zeros_like(missing))
-        if not missing.any() and bool((gain == 1).all()):
-            return y.clone(), gain  # white: y is already the state at σ_w
         spectrum = torch.fft.rfft(y) * gain + torch.fft.rfft(white) * missing.sqrt()
         return torch.fft.irfft(spectrum, length), gain
 

@@ -155,9 +155,20 @@ def restore_average(
     running on, so the first draw is the single-draw result): closer to the posterior mean E[x | y], the
     MMSE estimate that SI-SDR rewards, with less of one draw's sampling noise."""
     total = restore_segments(denoiser, operator, y, guidance, sampler, generator, start)
+    draws = distinct_draws(operator, sampler or SamplerOptions(), draws, y.shape[-1])
     for _ in range(draws - 1):
         total = total + restore_segments(denoiser, operator, y, guidance, sampler, generator, start)
     return total / draws
+
+
+def distinct_draws(operator: Operator, sampler: SamplerOptions, draws: int, length: int = WINDOW) -> int:
+    """``draws``, or 1 where every draw would be the same: flat hiss under an ODE solver (dpmpp2m, or
+    heun without churn), whose sampler starts from y itself and adds no noise (``Hiss.starts_from_y``)."""
+    stochastic = sampler.solver == "ancestral" or sampler.s_churn > 0
+    like = torch.zeros(1, dtype=torch.float64)
+    if isinstance(operator, Hiss) and not stochastic and operator.starts_from_y(length, like):
+        return 1
+    return draws
 
 
 def data_power(denoiser: object, length: int, like: Tensor) -> Tensor:
@@ -445,12 +456,14 @@ class FileRun:
         options: RestoreOptions,
         progress: Progress | None = None,
     ) -> None:
-        self.input, self.output, self.operator, self.options = in_path, out_path, operator, options
+        self.input, self.output, self.operator = in_path, out_path, operator
         self.model_rate, self.progress = model_rate, progress
         self.info = audio.probe(in_path)
         self.model_operator = operator.at_rate(model_rate)
         if self.info.sample_rate != model_rate:  # y is resampled below: clipped plateaus become ripple
             self.model_operator = self.model_operator.resampled()
+        draws = distinct_draws(self.model_operator, options.sampler, options.draws)
+        self.options = replace(options, draws=draws)  # the report says how many draws were averaged
         self.guidance = options.guidance or default_guidance(self.model_operator)
         self.error: Exception | None = None
         self._folder = tempfile.TemporaryDirectory(prefix="cqtrestore-")

@@ -76,3 +76,20 @@ def test_the_spectral_gating_baseline_gates_hiss_where_nothing_plays():
         out = gate(noisy)
         assert out.shape == noisy.shape and np.all(np.isfinite(out)), name
         assert np.mean(out[quiet] ** 2) < 0.1 * np.mean(noisy[quiet] ** 2), name
+
+
+def test_denoise_bench_settings_name_the_sampler_and_the_draws_averaged():
+    from cqtrestore.noise import Hiss, estimate_noise
+
+    bench = load_file("bench_denoise", "bench/denoise.py")
+    rng = np.random.default_rng(0)
+    noisy = (_piano_like() + 0.01 * rng.standard_normal(4 * 22050)).astype(np.float32)
+    hiss = Hiss(estimate_noise(noisy, 22050), 22050)
+    preset = bench.setting_options("balanced", hiss, 0)
+    assert preset.draws == 1
+    doubled = bench.setting_options("balanced:x2", hiss, 0)
+    assert doubled.draws == 2 and doubled.sampler == preset.sampler
+    other = bench.setting_options("heun:10:x4", hiss, 0)
+    assert (other.sampler.solver, other.sampler.steps, other.draws) == ("heun", 10, 4)
+    assert other.sampler.sigma_max == preset.sampler.sigma_max
+    assert bench.setting_options("dpmpp2m:3", hiss, 0).draws == 1

@@ -453,3 +453,20 @@ def test_draws_are_averaged_and_said(tmp_path):
     a, _ = sf.read(tmp_path / "one.wav")
     b, _ = sf.read(tmp_path / "two.wav")
     assert a.shape == b.shape and not np.allclose(a, b) and np.all(np.isfinite(b))
+
+
+def test_draws_of_flat_hiss_under_an_ode_solver_are_one_draw_and_said_so(tmp_path):
+    # --noise-level gives flat hiss: dpmpp2m starts from y itself and adds no noise, so every draw is the
+    # same; the run computes one and does not claim a mean of several.
+    rng = np.random.default_rng(4)
+    source = tmp_path / "hiss.wav"
+    noisy = piano_like(2.0, 22050)[:, 0] + 0.01 * rng.standard_normal(2 * 22050)
+    sf.write(source, noisy.astype(np.float32), 22050, subtype="FLOAT")
+    common = ["denoise", source, "--noise-level", "-40", "--checkpoint", "debug", "--steps", "2"]
+    one = run(*common, "-o", tmp_path / "one.wav")
+    three = run(*common, "--draws", "3", "-o", tmp_path / "three.wav")
+    assert one.exit_code == 0 and three.exit_code == 0, three.output
+    assert "mean of" not in three.output
+    a, _ = sf.read(tmp_path / "one.wav")
+    b, _ = sf.read(tmp_path / "three.wav")
+    np.testing.assert_array_equal(a, b)

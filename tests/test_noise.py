@@ -250,3 +250,36 @@ def test_averaged_draws_close_in_on_the_posterior_mean_as_one_over_their_count()
     torch.testing.assert_close(run(2, 5), (first + second) / 2)
     single, averaged = run(1, 6).var(dim=0).mean(), run(4, 7).var(dim=0).mean()
     assert 0.2 < float(averaged / single) < 0.3  # 1/4
+
+
+def test_white_hiss_under_an_ode_solver_is_restored_once_however_many_draws_are_asked():
+    """From y itself with no noise added, every draw of dpmpp2m (or churn-free heun) is the same: the mean
+    of K is the first, computed once; an ancestral sampler's draws still differ and are averaged."""
+    from cqtrestore.pipeline import distinct_draws, restore_average
+
+    prior = GaussianPrior(64)
+    hiss, y, _ = _white_hiss_on_a_draw(prior, 0.03, seed=2)
+    calls = []
+
+    def counted(x: Tensor, sigma: Tensor) -> Tensor:
+        calls.append(float(sigma))
+        return prior.denoiser(x, sigma)
+
+    guidance = GuidanceOptions("none")
+    settings = (("dpmpp2m", 0.0, 1), ("heun", 0.0, 1), ("heun", 5.0, 3), ("ancestral", 0.0, 3))
+    for solver, churn, expected in settings:
+        sampler = SamplerOptions(steps=4, solver=solver, s_churn=churn)
+        assert distinct_draws(hiss, sampler, 3) == expected
+        calls.clear()
+        once = restore_segments(counted, hiss, y, guidance, sampler, torch.Generator().manual_seed(0))
+        single = len(calls)
+        calls.clear()
+        mean = restore_average(counted, hiss, y, guidance, sampler, torch.Generator().manual_seed(0), draws=3)
+        assert len(calls) == expected * single, solver
+        assert torch.equal(mean, once) == (expected == 1), solver
+    # an estimated spectrum is never exactly flat: whitening tops up its quieter bins with fresh noise
+    rng = np.random.default_rng(0)
+    music = notes_with_rests()
+    for noise in (rng.standard_normal(music.size), pink(music.size, rng)):
+        estimated = Hiss(estimate_noise(music + 10 ** (-50 / 20) * noise / noise.std(), SR), SR)
+        assert distinct_draws(estimated, SamplerOptions(solver="dpmpp2m"), 3) == 3
