@@ -4,12 +4,14 @@
 
 runs/prior2-cpu-attn -> cqtrestore/weights/prior2-attn.safetensors, runs/prior2-cpu-dilated ->
 prior2-dilated.safetensors, runs/prior2-cpu-wide -> prior2-wide.safetensors and runs/prior2-root ->
-prior2-root.safetensors, runs/small-context -> prior2-context.safetensors (the second prior's
-candidates; scripts/train_prior2.sh), and runs/piano-spectral -> piano-small.safetensors (the default
-prior; scripts/train_piano.sh) where that run is on this machine. Rewrites `sha256` and the step in
-`description` of each entry in checkpoints.toml; a run that is not here is skipped (its committed
-weights stay). The earlier scalar priors (`piano-small-scalar`, `piano-small-deep`) are frozen: their
-runs ended.
+prior2-root.safetensors (the second prior's candidates; scripts/train_prior2.sh), runs/small-context ->
+prior2-context-train.safetensors (the default prior's run as it goes on), and runs/piano-spectral ->
+piano-small.safetensors (the first prior; scripts/train_piano.sh) where that run is on this machine.
+Rewrites `sha256` and the step in `description` of each entry in checkpoints.toml; a run that is not
+here is skipped (its committed weights stay). The earlier scalar priors (`piano-small-scalar`,
+`piano-small-deep`) are frozen: their runs ended. The default, `prior2-context`, is not rewritten here:
+it changes only together with docs/results.md (copy prior2-context-train.safetensors over it, update its
+entry, run scripts/results.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ BUNDLES = {
     "prior2-dilated": "runs/prior2-cpu-dilated",
     "prior2-wide": "runs/prior2-cpu-wide",
     "prior2-root": "runs/prior2-root",
-    "prior2-context": "runs/small-context",
+    "prior2-context-train": "runs/small-context",
 }
 
 

@@ -18,7 +18,7 @@
 # Since 2026-12-07 01:50 the root run trains at LR=2e-4 (an A/B from its step 7,200 chose it). A seventh
 # candidate grows from the shipped prior's weights (small-shallow plus time-dilated context):
 #   OUT=runs/small-context PRESETS=small-context INIT=piano-small LR=2e-4 FOCUS=0.7 LOSS_STATISTIC=mean \
-#     bash scripts/train_prior2.sh     (on a new machine INIT=prior2-context, its committed EMA)
+#     bash scripts/train_prior2.sh     (on a new machine INIT=prior2-context-train, its committed EMA)
 # SPECTRUM=root measures P(f) as (mean √power)² (a fresh run only: the spectrum is fixed at the start).
 # FOCUS=0.7 draws that share of the noise levels log-uniform in [1e-4, 0.3], where the restore presets
 #   sample (they start at σ ≤ 0.2), instead of over the whole 1e-5..5 (applies on resume too).

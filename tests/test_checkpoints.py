@@ -148,8 +148,10 @@ def files_in(folder: Path) -> list[Path]:
 
 def test_registry_lists_entries_and_default():
     entries = {e.name: e for e in list_checkpoints()}
-    assert {"piano-small", "piano-small-deep", "cqtdiff-paper", "debug"} <= set(entries)
-    assert default_checkpoint() == "piano-small" and entries["piano-small"].source.startswith("bundled:")
+    assert {"piano-small", "prior2-context", "prior2-context-train", "cqtdiff-paper", "debug"} <= set(entries)
+    default = entries[default_checkpoint()]
+    assert default.name == "prior2-context" and default.source.startswith("bundled:") and default.is_trained
+    assert "(default)" in default.description and "(default)" not in entries["piano-small"].description
     paper = entries["cqtdiff-paper"]
     assert paper.format == "reference" and paper.preset == "paper" and paper.sample_rate == 22050
     assert paper.source.endswith("/CQTdiff/releases/download/weights_and_examples/cqt_weights.pt")
