@@ -285,7 +285,8 @@ def test_checkpoints_commands():
     listing = run("checkpoints", "list")
     assert (
         listing.exit_code == 0
-        and "piano-small (default)" in listing.output
+        and "prior2-context (default)" in listing.output
+        and "piano-small (default)" not in listing.output
         and "cqtdiff-paper" in listing.output
     )
     verified = run("checkpoints", "verify", "piano-small")
