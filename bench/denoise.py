@@ -7,7 +7,8 @@ noise at 10, 20 and 30 dB SNR. The noise spectrum is estimated from the noisy se
 (``estimate_noise``, as ``cqtrestore denoise`` does) and given to both methods: the Wiener baseline
 (``wiener_denoise``) and the prior through the CLI's path (``Restorer.restore`` with ``Hiss``) for each
 ``--setting`` ``SOLVER:STEPS`` (the sampler from the noisy input at the noise's level; ``balanced`` is
-the preset; ``:xK`` after either averages K posterior draws). Where the ``noisereduce`` package is
+the preset; ``:xK`` after either averages K posterior draws; ``:raw`` last leaves out the second stage,
+the prior-guided Wiener filter below 2 kHz, ``Hiss.refine``). Where the ``noisereduce`` package is
 installed (the ``[bench]`` extra), the spectral gating a user would reach for runs beside them as
 they would call it, with its own noise estimate: ``reduce_noise(y, sr)`` (non-stationary, the default)
 and ``reduce_noise(y, sr, stationary=True)``.
@@ -69,9 +70,12 @@ def spectral_gating() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
 def setting_options(setting: str, hiss: Hiss, seed: int) -> RestoreOptions:
     """``balanced`` (the preset), ``SOLVER:STEPS`` (the preset's start with another sampler), either
-    with ``xK`` after a colon: the mean of K posterior draws (``balanced:x2``, ``dpmpp2m:6:x4``)."""
+    with ``xK`` after a colon: the mean of K posterior draws (``balanced:x2``, ``dpmpp2m:6:x4``), and
+    ``raw`` last: without the second stage (the caller's ``Hiss`` says so; ``balanced:raw``)."""
     options = restore_options(hiss, seed=seed, device="cpu", quality="balanced")
     parts = setting.split(":")
+    if parts[-1] == "raw":
+        parts.pop()
     if parts[-1].startswith("x"):
         options = replace(options, draws=int(parts.pop()[1:]))
     if parts != ["balanced"]:
@@ -129,8 +133,8 @@ def main() -> None:
                     began = time.perf_counter()
                     out = gate(y)
                     rows[name].append(dict(scores(x, y, out), seconds=time.perf_counter() - began))
-                hiss = Hiss(estimate, SR)
                 for setting in args.settings:
+                    hiss = Hiss(estimate, SR, refines=not setting.endswith(":raw"))
                     options = setting_options(setting, hiss, args.seed)
                     began = time.perf_counter()
                     out = restorer.restore(y, SR, hiss, options)

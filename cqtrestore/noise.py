@@ -11,6 +11,12 @@ posterior mean. On pink hiss at 20 dB SNR it gains +3.1 dB SI-SDR (topping up to
 noise-weighted guidance, which threw away what y knew wherever the hiss is quieter: +0.2 dB; a Wiener
 filter: +3.2 dB, with a much worse LSD; docs/benchmarks.md).
 
+The sampler's result x̂ is then the pilot of a second, classical stage (as in two-stage denoisers such as
+BM3D): below REFINE_BELOW_HZ, where piano is loud and the hiss's share small, each short-time bin of y is
+scaled by the Wiener gain |X̂|²/(|X̂|² + β·E|N|²) that x̂ says it should have (``Hiss.refine``); above it x̂
+stays. On 8 valid segments at 20 dB SNR that adds +1.8 dB SI-SDR on pink hiss and +0.1 dB on white, at
+the same LSD (docs/benchmarks.md).
+
 The spectrum comes from the quiet moments of each frequency bin of the input (``estimate_noise``: minimum
 statistics, bounded by a straight floor in dB per octave that the reliable high bins fix), or from a level
 the user gives (``Hiss.white``).
@@ -38,6 +44,9 @@ FLOOR_FROM_HZ = 100.0  # ... over the bins from 100 Hz up (below, the line is he
 TILTS = np.arange(-90, 41) / 10  # candidate floor slopes, dB per octave (brown noise is -6)
 WHITE_TILT_DB = 1.5  # a floor this level (dB/octave; pink is -3) and flat around it is taken as white
 WHITEN_AT_HZ = 2000.0  # coloured hiss: sampling starts at the noise's level here (chosen on train crops)
+REFINE_BELOW_HZ = 2000.0  # the prior-guided Wiener filter's band (``Hiss.refine``; chosen on valid segments)
+REFINE_FFT = 4096  # ... its short-time frames (Hann, hop a quarter)
+REFINE_OVERSUBTRACT = 2.0  # ... and β, the noise power's weight in its gain
 
 
 @dataclass(frozen=True)
@@ -140,8 +149,10 @@ class Hiss(Operator):
 
     has_projection = False
 
-    def __init__(self, estimate: NoiseEstimate, sample_rate: int, strength: float = 1.0) -> None:
-        self.sample_rate = _check_sample_rate(sample_rate)
+    def __init__(
+        self, estimate: NoiseEstimate, sample_rate: int, strength: float = 1.0, refines: bool = True
+    ) -> None:
+        self.sample_rate, self.refines = _check_sample_rate(sample_rate), bool(refines)
         if not (math.isfinite(strength) and strength > 0):
             raise ValueError(f"noise strength must be a number > 0, got {strength!r}")
         if not np.all(np.isfinite(estimate.density)) or np.any(estimate.density < 0):
@@ -165,14 +176,16 @@ class Hiss(Operator):
 
     def at_rate(self, sample_rate: int) -> Hiss:
         """The same noise density (per Hz) seen at another rate."""
-        return self if sample_rate == self.sample_rate else Hiss(self.estimate, sample_rate, self.strength)
+        if sample_rate == self.sample_rate:
+            return self
+        return Hiss(self.estimate, sample_rate, self.strength, self.refines)
 
     def scaled(self, gain: float) -> Hiss:
         """The noise of ``gain * y``."""
-        return Hiss(self.estimate, self.sample_rate, self.strength * abs(gain))
+        return Hiss(self.estimate, self.sample_rate, self.strength * abs(gain), self.refines)
 
     def _settings(self) -> object:
-        return (id(self.estimate), self.sample_rate, self.strength)
+        return (id(self.estimate), self.sample_rate, self.strength, self.refines)
 
     def bin_variance(self, length: int, like: Tensor, n_fft: int | None = None) -> Tensor:
         """E|N_k|² of the noise's unnormalised rfft over ``length`` samples, (n_fft // 2 + 1,) on the bins
@@ -224,6 +237,31 @@ class Hiss(Operator):
         missing = torch.where(missing > level * 1e-9, missing, torch.zeros_like(missing))
         spectrum = torch.fft.rfft(y) * gain + torch.fft.rfft(white) * missing.sqrt()
         return torch.fft.irfft(spectrum, length), gain
+
+    def refine(self, y: Tensor, x_hat: Tensor) -> Tensor:
+        """The prior-guided Wiener filter: below REFINE_BELOW_HZ each short-time bin of y (batch, length)
+        times |X̂|²/(|X̂|² + β·E|N|²), the gain that the pilot x̂ (the sampler's result) implies; x̂ above.
+        x̂ as it is where ``refines`` is off."""
+        if not self.refines:
+            return x_hat
+        length = y.shape[-1]
+        n_fft = min(REFINE_FFT, 1 << (length.bit_length() - 1))
+        window = torch.hann_window(n_fft, dtype=y.dtype, device=y.device)
+
+        def stft(signal: Tensor) -> Tensor:
+            hop = n_fft // 4
+            return torch.stft(signal, n_fft, hop, window=window, pad_mode="constant", return_complex=True)
+
+        spectrum, pilot = stft(y), stft(x_hat.to(y))
+        noise = self.bin_variance(n_fft, y) / n_fft * window.square().sum()  # E|N_k|² of a windowed frame
+        power = pilot.abs().square()
+        denominator = power + REFINE_OVERSUBTRACT * noise[:, None]
+        safe = denominator.clamp_min(torch.finfo(y.dtype).tiny)
+        gain = torch.where(denominator > 0, power / safe, torch.ones_like(power))
+        freqs = torch.fft.rfftfreq(n_fft, 1 / self.sample_rate, dtype=y.dtype, device=y.device)
+        low = (freqs < REFINE_BELOW_HZ)[:, None]
+        out = torch.where(low, spectrum * gain, pilot)
+        return torch.istft(out, n_fft, n_fft // 4, window=window, length=length).to(x_hat.dtype)
 
     def noise(self, white: Tensor) -> Tensor:
         """``white`` N(0, I) noise (batch, length) shaped to this spectrum: a draw of n."""

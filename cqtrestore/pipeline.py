@@ -153,11 +153,13 @@ def restore_average(
 ) -> Tensor:
     """The mean of ``draws`` posterior samples (``restore_segments`` one after another, the generators
     running on, so the first draw is the single-draw result): closer to the posterior mean E[x | y], the
-    MMSE estimate that SI-SDR rewards, with less of one draw's sampling noise."""
+    MMSE estimate that SI-SDR rewards, with less of one draw's sampling noise. Hiss: then ``Hiss.refine``."""
     total = restore_segments(denoiser, operator, y, guidance, sampler, generator, start)
     draws = distinct_draws(operator, sampler or SamplerOptions(), draws, y.shape[-1])
     for _ in range(draws - 1):
         total = total + restore_segments(denoiser, operator, y, guidance, sampler, generator, start)
+    if isinstance(operator, Hiss):  # the mean as the pilot of the prior-guided Wiener filter
+        return operator.refine(y, total / draws)
     return total / draws
 
 

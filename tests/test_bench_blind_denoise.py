@@ -43,14 +43,15 @@ def test_denoise_bench_scores_the_prior_beside_the_wiener_filter(tmp_path):
     report_path = tmp_path / "denoise.json"
     command = [
         sys.executable, "bench/denoise.py", "--checkpoint", "debug", "--data", str(_valid(tmp_path)),
-        "--segments", "1", "--snrs", "20", "--noises", "white", "--settings", "dpmpp2m:2",
+        "--segments", "1", "--snrs", "20", "--noises", "white", "--settings", "dpmpp2m:2", "dpmpp2m:2:raw",
         "--threads", "1", "--json", str(report_path),
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(report_path.read_text())["conditions"]["white:20"]["summary"]
     gating = {"noisereduce", "noisereduce-stationary"} if importlib.util.find_spec("noisereduce") else set()
-    assert set(summary) == {"noisy", "wiener", "dpmpp2m:2"} | gating
+    assert set(summary) == {"noisy", "wiener", "dpmpp2m:2", "dpmpp2m:2:raw"} | gating
+    assert summary["dpmpp2m:2"]["si_sdr_gain"][0] != summary["dpmpp2m:2:raw"]["si_sdr_gain"][0]
     assert summary["noisy"]["si_sdr_gain"][0] == 0.0
     assert summary["wiener"]["si_sdr_gain"][0] > 3  # 20 dB SNR white hiss over piano-like tones
 
@@ -93,3 +94,4 @@ def test_denoise_bench_settings_name_the_sampler_and_the_draws_averaged():
     assert (other.sampler.solver, other.sampler.steps, other.draws) == ("heun", 10, 4)
     assert other.sampler.sigma_max == preset.sampler.sigma_max
     assert bench.setting_options("dpmpp2m:3", hiss, 0).draws == 1
+    assert bench.setting_options("balanced:x2:raw", hiss, 0) == doubled  # raw: the caller's Hiss

@@ -13,7 +13,7 @@ from torch import Generator, Tensor
 from cqtrestore.diffusion import Denoiser, SamplerOptions, ZeroNetwork
 from cqtrestore.guidance import GuidanceOptions, default_guidance
 from cqtrestore.noise import Hiss, NoiseEstimate, estimate_noise
-from cqtrestore.pipeline import restore_segments
+from cqtrestore.pipeline import restore_average, restore_segments
 from cqtrestore.quality import resolve, task_of
 
 SR = 22050
@@ -236,6 +236,7 @@ def test_averaged_draws_close_in_on_the_posterior_mean_as_one_over_their_count()
 
     prior = GaussianPrior(64)
     hiss, y, _ = _white_hiss_on_a_draw(prior, 0.03, seed=1)
+    hiss = Hiss(hiss.estimate, SR, refines=False)  # the draws themselves, without the second stage
     y = y.expand(2000, -1).clone()
     sampler, guidance = SamplerOptions(steps=50, solver="ancestral"), GuidanceOptions("none")
 
@@ -259,6 +260,7 @@ def test_white_hiss_under_an_ode_solver_is_restored_once_however_many_draws_are_
 
     prior = GaussianPrior(64)
     hiss, y, _ = _white_hiss_on_a_draw(prior, 0.03, seed=2)
+    hiss = Hiss(hiss.estimate, SR, refines=False)  # the draws themselves, without the second stage
     calls = []
 
     def counted(x: Tensor, sigma: Tensor) -> Tensor:
@@ -283,3 +285,59 @@ def test_white_hiss_under_an_ode_solver_is_restored_once_however_many_draws_are_
     for noise in (rng.standard_normal(music.size), pink(music.size, rng)):
         estimated = Hiss(estimate_noise(music + 10 ** (-50 / 20) * noise / noise.std(), SR), SR)
         assert distinct_draws(estimated, SamplerOptions(solver="dpmpp2m"), 3) == 3
+
+
+def _tone(freq: float, length: int, amplitude: float = 0.1, ramp: int = 4096) -> Tensor:
+    """A sine faded in and out over ``ramp`` samples (no clicks to spread across the bands)."""
+    t = torch.arange(length, dtype=torch.float64)
+    fade = torch.clamp(torch.minimum(t, length - 1 - t) / ramp, max=1.0)
+    return amplitude * (torch.sin(2 * math.pi * freq * t / SR) * torch.sin(fade * math.pi / 2) ** 2)[None]
+
+
+def _band_energy(x: Tensor, low: float, high: float) -> float:
+    freqs = torch.fft.rfftfreq(x.shape[-1], 1 / SR, dtype=torch.float64)
+    inside = (freqs >= low) & (freqs < high)
+    return float(torch.fft.rfft(x)[..., inside].abs().square().sum())
+
+
+def test_refine_filters_y_below_its_band_by_the_pilots_wiener_gain_and_keeps_the_pilot_above():
+    """An exact pilot (the clean tone) makes the second stage the oracle Wiener filter: the hiss around
+    a 500-Hz tone falls by far more than 10 dB below 2 kHz; above, the output is the pilot's (a 5-kHz
+    tone y never had), whatever y holds there."""
+    length = 2**15
+    hiss = Hiss.white(-40, SR)  # σₙ = 0.01
+    clean = _tone(500.0, length)
+    noise = 0.01 * torch.randn(1, length, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    y = clean + noise
+    pilot = clean + _tone(5000.0, length, 0.05)
+    out = hiss.refine(y, pilot)
+    assert _band_energy(out - clean, 20, 1900) < 0.05 * _band_energy(y - clean, 20, 1900)
+    assert _band_energy(out - pilot, 2100, SR / 2) < 1e-6 * _band_energy(pilot, 2100, SR / 2)
+    silent = hiss.refine(y, torch.zeros_like(y))  # the pilot says nothing is there: nothing is
+    assert _band_energy(silent, 20, 1900) < 1e-6 * _band_energy(y, 20, 1900)
+    assert torch.equal(Hiss(hiss.estimate, SR, refines=False).refine(y, pilot), pilot)
+
+
+def test_refine_keeps_y_below_its_band_where_the_pilot_is_far_above_the_noise():
+    length = 2**14
+    y = _tone(312.0, length) + _tone(1500.0, length, 0.03)
+    pilot = 0.7 * y + _tone(3000.0, length)  # wrong level below 2 kHz, but far above hiss at -120 dBFS
+    out = Hiss.white(-120, SR).refine(y, pilot)
+    assert _band_energy(out - y, 20, 1900) < 1e-9 * _band_energy(y, 20, 1900)
+
+
+def test_restore_average_refines_the_mean_of_its_draws_for_hiss_only():
+    prior, sigma_n = GaussianPrior(1024), 0.03
+    hiss, y, _ = _white_hiss_on_a_draw(prior, sigma_n, seed=4)
+    sampler = SamplerOptions(steps=4, solver="ancestral")
+    raw = Hiss(hiss.estimate, SR, refines=False)
+    assert not raw.same_as(hiss)
+
+    def run(operator, restore, **extra):
+        generator = torch.Generator().manual_seed(9)
+        return restore(prior.denoiser, operator, y, GuidanceOptions("none"), sampler, generator, **extra)
+
+    mean = run(raw, restore_average, draws=2)
+    torch.testing.assert_close(run(hiss, restore_average, draws=2), hiss.refine(y, mean))
+    assert not torch.allclose(hiss.refine(y, mean), mean)
+    torch.testing.assert_close(run(hiss, restore_segments), run(raw, restore_segments))  # the sampler alone
