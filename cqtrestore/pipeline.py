@@ -34,7 +34,7 @@ from cqtrestore import audio
 from cqtrestore.blind import FilterEstimation, blind_part
 from cqtrestore.diffusion import Denoiser, Generators, SamplerOptions, noise_like, run_sampler
 from cqtrestore.guidance import GuidanceOptions, default_guidance, guided_denoiser
-from cqtrestore.noise import Hiss
+from cqtrestore.noise import REFINE_BELOW_HZ, Hiss
 from cqtrestore.operators import Clip, Compose, Gap, Operator, stack
 from cqtrestore.warmstart import classical_estimate, has_estimate
 
@@ -95,13 +95,20 @@ class FileReport:
     sampler: SamplerOptions = field(default_factory=SamplerOptions)
     warm_start: bool = False
     draws: int = 1
+    refined: bool = False  # hiss: the prior-guided Wiener filter ran after the sampler (Hiss.refine)
 
     def describe_sampler(self) -> str:
         """E.g. "dpmpp2m, 12 steps from the classical estimate at σ 0.3" or "heun, 35 steps from noise";
-        ", mean of 2 draws" after it when several posterior draws were averaged."""
+        ", mean of 2 draws" after it when several posterior draws were averaged, and the second stage
+        of hiss removal where it ran."""
         start = f"the classical estimate at σ {self.sampler.sigma_max:g}" if self.warm_start else "noise"
         draws = f", mean of {self.draws} draws" if self.draws > 1 else ""
-        return f"{self.sampler.solver}, {self.sampler.steps} steps from {start}{draws}"
+        refined = (
+            f", then the prior-guided Wiener filter below {REFINE_BELOW_HZ / 1000:g} kHz"
+            if self.refined
+            else ""
+        )
+        return f"{self.sampler.solver}, {self.sampler.steps} steps from {start}{draws}{refined}"
 
 
 def restore_segments(
@@ -554,6 +561,7 @@ class FileRun:
             self._reported_sampler(),
             self.options.warm_start and has_estimate(self.model_operator),
             self.options.draws,
+            isinstance(self._scaled, Hiss) and self._scaled.refines and self.restored > 0,
         )
 
     def _reported_sampler(self) -> SamplerOptions:

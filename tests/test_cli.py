@@ -388,6 +388,7 @@ def test_denoise_estimates_the_hiss_and_lowers_it(tmp_path):
     found = re.search(r"estimated noise at (-?\d+\.\d) dBFS RMS, SNR (\d+\.\d) dB, white", result.output)
     assert found and float(found.group(1)) == pytest.approx(-40, abs=2), result.output
     assert "hiss (noise at" in result.output
+    assert "then the prior-guided Wiener filter below 2 kHz" in " ".join(result.output.split()), result.output
     out, _ = sf.read(tmp_path / "hiss.restored.wav")
     assert out.shape == noisy.shape and np.all(np.isfinite(out))
     given = run("denoise", source, "--noise-level", "-40", "--checkpoint", "debug", "--steps", "2", "--force")
