@@ -1,6 +1,7 @@
 """Export the current EMA weights of the piano runs into the package and record their hashes.
 
     python scripts/bundle_weights.py            # before a session stops (see docs/model-card.md)
+    python scripts/bundle_weights.py --promote  # the bundled run's weights become the default
 
 runs/prior2-cpu-attn -> cqtrestore/weights/prior2-attn.safetensors, runs/prior2-cpu-dilated ->
 prior2-dilated.safetensors, runs/prior2-cpu-wide -> prior2-wide.safetensors and runs/prior2-root ->
@@ -10,8 +11,9 @@ piano-small.safetensors (the first prior; scripts/train_piano.sh) where that run
 Rewrites `sha256` and the step in `description` of each entry in checkpoints.toml; a run that is not
 here is skipped (its committed weights stay). The earlier scalar priors (`piano-small-scalar`,
 `piano-small-deep`) are frozen: their runs ended. The default, `prior2-context`, is not rewritten here:
-it changes only together with docs/results.md (copy prior2-context-train.safetensors over it, update its
-entry, run scripts/results.py).
+it changes only together with docs/results.md: ``--promote`` copies the bundled prior2-context-train
+weights over it and rewrites its entry (nothing else runs), then scripts/results.py regenerates the
+tables and the model card, README and CHANGELOG say what changed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
+import shutil
 from pathlib import Path
 
 from cqtrestore.checkpoints import read_metadata
@@ -33,6 +36,7 @@ BUNDLES = {
     "prior2-root": "runs/prior2-root",
     "prior2-context-train": "runs/small-context",
 }
+DEFAULT, CANDIDATE = "prior2-context", "prior2-context-train"  # --promote: CANDIDATE's weights -> DEFAULT
 
 
 def update_entry(toml: str, name: str, sha256: str, step: int) -> str:
@@ -45,9 +49,28 @@ def update_entry(toml: str, name: str, sha256: str, step: int) -> str:
     return block.sub(rf"\g<1>step {step}", toml)
 
 
+def promote(root: Path = ROOT) -> int:
+    """Copy the bundled CANDIDATE weights over DEFAULT's and rewrite DEFAULT's hash and step; the step."""
+    weights = root / "cqtrestore" / "weights"
+    source, target = weights / f"{CANDIDATE}.safetensors", weights / f"{DEFAULT}.safetensors"
+    step = int(read_metadata(source)["total_step"])
+    if target.exists() and read_metadata(target).get("total_step") == str(step):
+        raise SystemExit(f"{DEFAULT} is already at step {step}: nothing to promote")
+    shutil.copyfile(source, target)
+    registry = root / "checkpoints.toml"
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    registry.write_text(update_entry(registry.read_text(), DEFAULT, digest, step))
+    print(f"{DEFAULT}: now {CANDIDATE}'s step {step} ({digest[:12]}…); run scripts/results.py next")
+    return step
+
+
 def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
-    argparse.ArgumentParser(description=__doc__, formatter_class=formatter).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--promote", action="store_true", help=f"make {CANDIDATE}'s weights the default")
+    if parser.parse_args().promote:
+        promote()
+        return
     registry = ROOT / "checkpoints.toml"
     text = registry.read_text()
     for name, run in BUNDLES.items():

@@ -17,3 +17,35 @@ def test_update_entry_rewrites_only_the_named_entry():
     )
     out = bundle.update_entry(toml, "x", "ff", 600)
     assert 'sha256 = "ff"' in out and "step 600" in out and 'sha256 = "0b"' in out and "step 10" in out
+
+
+def test_promote_copies_the_candidate_over_the_default_and_rewrites_only_its_entry(tmp_path):
+    import hashlib
+    import shutil
+
+    import pytest
+
+    from cqtrestore.checkpoints import read_metadata
+
+    bundle = load_script()
+    weights = tmp_path / "cqtrestore" / "weights"
+    weights.mkdir(parents=True)
+    real = bundle.ROOT / "cqtrestore" / "weights"
+    for name in (bundle.DEFAULT, bundle.CANDIDATE):
+        shutil.copyfile(real / f"{name}.safetensors", weights / f"{name}.safetensors")
+    registry = (
+        f'[{bundle.DEFAULT}]\nsha256 = "00"\ndescription = "default, EMA weights at step 1 of training"\n\n'
+        f'[{bundle.CANDIDATE}]\nsha256 = "11"\ndescription = "the run, EMA weights at step 2 of training"\n'
+    )
+    (tmp_path / "checkpoints.toml").write_text(registry)
+    step = bundle.promote(tmp_path)
+    candidate = weights / f"{bundle.CANDIDATE}.safetensors"
+    promoted = weights / f"{bundle.DEFAULT}.safetensors"
+    assert promoted.read_bytes() == candidate.read_bytes()
+    assert step == int(read_metadata(candidate)["total_step"])
+    text = (tmp_path / "checkpoints.toml").read_text()
+    digest = hashlib.sha256(promoted.read_bytes()).hexdigest()
+    assert f'sha256 = "{digest}"' in text and f"default, EMA weights at step {step} " in text
+    assert 'sha256 = "11"' in text and "step 2 " in text  # the candidate's entry as it was
+    with pytest.raises(SystemExit, match="already at step"):
+        bundle.promote(tmp_path)
