@@ -246,10 +246,9 @@ class Hiss(Operator):
             return x_hat
         length = y.shape[-1]
         n_fft = min(REFINE_FFT, 1 << (length.bit_length() - 1))
-        window = torch.hann_window(n_fft, dtype=y.dtype, device=y.device)
+        hop, window = n_fft // 4, torch.hann_window(n_fft, dtype=y.dtype, device=y.device)
 
         def stft(signal: Tensor) -> Tensor:
-            hop = n_fft // 4
             return torch.stft(signal, n_fft, hop, window=window, pad_mode="constant", return_complex=True)
 
         spectrum, pilot = stft(y), stft(x_hat.to(y))
@@ -261,7 +260,7 @@ class Hiss(Operator):
         freqs = torch.fft.rfftfreq(n_fft, 1 / self.sample_rate, dtype=y.dtype, device=y.device)
         low = (freqs < REFINE_BELOW_HZ)[:, None]
         out = torch.where(low, spectrum * gain, pilot)
-        return torch.istft(out, n_fft, n_fft // 4, window=window, length=length).to(x_hat.dtype)
+        return torch.istft(out, n_fft, hop, window=window, length=length).to(x_hat.dtype)
 
     def noise(self, white: Tensor) -> Tensor:
         """``white`` N(0, I) noise (batch, length) shaped to this spectrum: a draw of n."""
