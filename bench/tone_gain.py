@@ -6,10 +6,11 @@ For sines every quarter octave from 110 Hz up to 9.5 kHz (each moved to the near
 periodic in the window, so there are no edges), at ``--levels`` dB RMS, under white noise of level σ
 (``--sigmas``), the tone gain g = ⟨D(s + σn; σ), s⟩ / ⟨s, s⟩ of each checkpoint's denoiser. A posterior
 mean shrinks what the noise hides (on a stationary Gaussian prior g = P(f)/(P(f) + σ²) ≤ 1); a gain
-above 1 is amplification, which the probability-flow ODE repeats at every step. The step-3,800 fine-tune
-of `prior2-context` had 1.48 at 3.5 kHz (σ 0.05, −25 dB) and one of its 8 unconditional draws turned
-into a full-scale whistle there; the default has 1.14 (docs/model-card.md, session 21). Reported per
-checkpoint, level and σ: the largest gain and its frequency (one noise draw per tone, seeded).
+above 1 is amplification, which the probability-flow ODE repeats at every step. The step-3,800
+fine-tune of `prior2-context` has 1.46 at 3.5 kHz (σ 0.05, −25 dB) and one of its 8 unconditional draws
+turned into a full-scale whistle there; the default has 1.15 (docs/bench-tone-gain.json,
+docs/model-card.md). Reported per checkpoint, level and σ: the largest gain and its frequency (one
+noise draw per tone, seeded).
 """
 
 from __future__ import annotations
