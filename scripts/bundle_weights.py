@@ -6,7 +6,8 @@
 runs/prior2-cpu-attn -> cqtrestore/weights/prior2-attn.safetensors, runs/prior2-cpu-dilated ->
 prior2-dilated.safetensors, runs/prior2-cpu-wide -> prior2-wide.safetensors and runs/prior2-root ->
 prior2-root.safetensors (the second prior's candidates; scripts/train_prior2.sh), runs/small-context ->
-prior2-context-train.safetensors (the default prior's run as it goes on), and runs/piano-spectral ->
+prior2-context-train.safetensors (the default prior's run as it goes on; since 2026-12-07 its arm on 2^15
+crops, runs/small-context-2e15), and runs/piano-spectral ->
 piano-small.safetensors (the first prior; scripts/train_piano.sh) where that run is on this machine.
 Rewrites `sha256` and the step in `description` of each entry in checkpoints.toml; a run that is not
 here is skipped (its committed weights stay). The earlier scalar priors (`piano-small-scalar`,
@@ -34,7 +35,7 @@ BUNDLES = {
     "prior2-dilated": "runs/prior2-cpu-dilated",
     "prior2-wide": "runs/prior2-cpu-wide",
     "prior2-root": "runs/prior2-root",
-    "prior2-context-train": "runs/small-context",
+    "prior2-context-train": "runs/small-context-2e15",  # its 2^15-crop arm since 2026-12-07 12:33
 }
 DEFAULT, CANDIDATE = "prior2-context", "prior2-context-train"  # --promote: CANDIDATE's weights -> DEFAULT
 
