@@ -32,7 +32,7 @@ from cqtrestore.baselines import wiener_denoise
 from cqtrestore.checkpoints import load_checkpoint
 from cqtrestore.evaluate import load_segments, mean_ci
 from cqtrestore.metrics import lsd, si_sdr
-from cqtrestore.noise import Hiss, estimate_noise
+from cqtrestore.noise import Hiss, NoiseEstimate, estimate_noise
 from cqtrestore.pipeline import RestoreOptions, Restorer
 from cqtrestore.tasks import restore_options
 
@@ -68,20 +68,22 @@ def spectral_gating() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     }
 
 
-def setting_options(setting: str, hiss: Hiss, seed: int) -> RestoreOptions:
-    """``balanced`` (the preset), ``SOLVER:STEPS`` (the preset's start with another sampler), either
-    with ``xK`` after a colon: the mean of K posterior draws (``balanced:x2``, ``dpmpp2m:6:x4``), and
-    ``raw`` last: without the second stage (the caller's ``Hiss`` says so; ``balanced:raw``)."""
-    options = restore_options(hiss, seed=seed, device="cpu", quality="balanced")
+def setting_options(setting: str, estimate: NoiseEstimate, seed: int) -> tuple[Hiss, RestoreOptions]:
+    """The operator and options of a setting: ``balanced`` (the preset), ``SOLVER:STEPS`` (the preset's
+    start with another sampler), either with ``xK`` after a colon: the mean of K posterior draws
+    (``balanced:x2``, ``dpmpp2m:6:x4``), and ``raw`` last: without the second stage (``balanced:raw``)."""
     parts = setting.split(":")
-    if parts[-1] == "raw":
+    refines = parts[-1] != "raw"
+    if not refines:
         parts.pop()
+    hiss = Hiss(estimate, SR, refines=refines)
+    options = restore_options(hiss, seed=seed, device="cpu", quality="balanced")
     if parts[-1].startswith("x"):
         options = replace(options, draws=int(parts.pop()[1:]))
     if parts != ["balanced"]:
         solver, steps = parts
         options = replace(options, sampler=replace(options.sampler, solver=solver, steps=int(steps)))
-    return options
+    return hiss, options
 
 
 def main() -> None:
@@ -134,8 +136,7 @@ def main() -> None:
                     out = gate(y)
                     rows[name].append(dict(scores(x, y, out), seconds=time.perf_counter() - began))
                 for setting in args.settings:
-                    hiss = Hiss(estimate, SR, refines=not setting.endswith(":raw"))
-                    options = setting_options(setting, hiss, args.seed)
+                    hiss, options = setting_options(setting, estimate, args.seed)
                     began = time.perf_counter()
                     out = restorer.restore(y, SR, hiss, options)
                     rows[setting].append(dict(scores(x, y, out), seconds=time.perf_counter() - began))

@@ -127,10 +127,9 @@ def restore_segments(
     guidance = guidance or default_guidance(operator)
     gain = None
     if isinstance(operator, Hiss):  # y already holds its noise: start from y, at the noise's level
-        sigma_start = operator.start_sigma(y.shape[-1], y)
-        if sigma_start <= 2 * sampler.sigma_min:
+        if not hiss_sampled(operator, sampler, y.shape[-1]):
             return y.clone()  # quieter than the sampler's finest step: nothing to remove
-        sampler = replace(sampler, sigma_max=sigma_start)
+        sampler = replace(sampler, sigma_max=operator.start_sigma(y.shape[-1], y))
         x, gain = operator.whiten(y, noise_like(y, generator), data_power(denoiser, y.shape[-1], y))
     else:
         x = noise_like(y, generator) * sampler.sigma_max
@@ -165,9 +164,15 @@ def restore_average(
     draws = distinct_draws(operator, sampler or SamplerOptions(), draws, y.shape[-1])
     for _ in range(draws - 1):
         total = total + restore_segments(denoiser, operator, y, guidance, sampler, generator, start)
-    if isinstance(operator, Hiss):  # the mean as the pilot of the prior-guided Wiener filter
-        return operator.refine(y, total / draws)
+    if isinstance(operator, Hiss) and hiss_sampled(operator, sampler or SamplerOptions(), y.shape[-1]):
+        return operator.refine(y, total / draws)  # the mean as the pilot of the prior-guided Wiener filter
     return total / draws
+
+
+def hiss_sampled(hiss: Hiss, sampler: SamplerOptions, length: int = WINDOW) -> bool:
+    """Whether the sampler runs for this hiss: its start level is above twice the finest step (else the
+    input is returned as it is, and the second stage, ``Hiss.refine``, does not run either)."""
+    return hiss.start_sigma(length, torch.zeros(1, dtype=torch.float64)) > 2 * sampler.sigma_min
 
 
 def distinct_draws(operator: Operator, sampler: SamplerOptions, draws: int, length: int = WINDOW) -> int:
@@ -561,7 +566,10 @@ class FileRun:
             self._reported_sampler(),
             self.options.warm_start and has_estimate(self.model_operator),
             self.options.draws,
-            isinstance(self._scaled, Hiss) and self._scaled.refines and self.restored > 0,
+            isinstance(self._scaled, Hiss)
+            and self._scaled.refines
+            and self.restored > 0
+            and hiss_sampled(self._scaled, self.options.sampler),
         )
 
     def _reported_sampler(self) -> SamplerOptions:

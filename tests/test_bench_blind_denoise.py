@@ -80,18 +80,19 @@ def test_the_spectral_gating_baseline_gates_hiss_where_nothing_plays():
 
 
 def test_denoise_bench_settings_name_the_sampler_and_the_draws_averaged():
-    from cqtrestore.noise import Hiss, estimate_noise
+    from cqtrestore.noise import estimate_noise
 
     bench = load_file("bench_denoise", "bench/denoise.py")
     rng = np.random.default_rng(0)
     noisy = (_piano_like() + 0.01 * rng.standard_normal(4 * 22050)).astype(np.float32)
-    hiss = Hiss(estimate_noise(noisy, 22050), 22050)
-    preset = bench.setting_options("balanced", hiss, 0)
-    assert preset.draws == 1
-    doubled = bench.setting_options("balanced:x2", hiss, 0)
+    estimate = estimate_noise(noisy, 22050)
+    hiss, preset = bench.setting_options("balanced", estimate, 0)
+    assert preset.draws == 1 and hiss.refines
+    doubled = bench.setting_options("balanced:x2", estimate, 0)[1]
     assert doubled.draws == 2 and doubled.sampler == preset.sampler
-    other = bench.setting_options("heun:10:x4", hiss, 0)
+    other = bench.setting_options("heun:10:x4", estimate, 0)[1]
     assert (other.sampler.solver, other.sampler.steps, other.draws) == ("heun", 10, 4)
     assert other.sampler.sigma_max == preset.sampler.sigma_max
-    assert bench.setting_options("dpmpp2m:3", hiss, 0).draws == 1
-    assert bench.setting_options("balanced:x2:raw", hiss, 0) == doubled  # raw: the caller's Hiss
+    assert bench.setting_options("dpmpp2m:3", estimate, 0)[1].draws == 1
+    raw, options = bench.setting_options("balanced:x2:raw", estimate, 0)
+    assert options == doubled and not raw.refines

@@ -13,7 +13,7 @@ from torch import Generator, Tensor
 from cqtrestore.diffusion import Denoiser, SamplerOptions, ZeroNetwork
 from cqtrestore.guidance import GuidanceOptions, default_guidance
 from cqtrestore.noise import Hiss, NoiseEstimate, estimate_noise
-from cqtrestore.pipeline import restore_average, restore_segments
+from cqtrestore.pipeline import hiss_sampled, restore_average, restore_segments
 from cqtrestore.quality import resolve, task_of
 
 SR = 22050
@@ -166,6 +166,10 @@ def test_hiss_below_the_finest_step_leaves_y_alone():
     y = torch.randn(1, 256, dtype=torch.float64)
     out = restore_segments(lambda x, s: 0 * x, hiss, y, GuidanceOptions("none"), SamplerOptions())
     assert torch.equal(out, y)
+    # nor does the second stage run (its STFT round trip alone would move y), and the report says so
+    out = restore_average(lambda x, s: 0 * x, hiss, y, GuidanceOptions("none"), SamplerOptions(), draws=2)
+    assert torch.equal(out, y) and hiss.refines
+    assert not hiss_sampled(hiss, SamplerOptions()) and hiss_sampled(Hiss.white(-60, SR), SamplerOptions())
 
 
 def test_a_chain_ending_in_hiss_weights_its_misfit_and_stops_guidance_at_the_noise_level():
