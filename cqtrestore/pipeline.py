@@ -409,13 +409,15 @@ class _Item:
 
 
 def _fits(batch: list[_Item], item: _Item) -> bool:
-    """Whether ``item`` may join ``batch``: same guidance, sampler and start, room for all its channels."""
+    """Whether ``item`` may join ``batch``: same guidance, sampler and start, room for all its channels;
+    a file with hiss only with itself (its noise model is its own, and a ``Stack`` of them is not one)."""
     first = batch[0].run
     settings = lambda run: (  # noqa: E731
         run.guidance,
         run.options.sampler,
         run.options.warm_start,
         run.options.draws,
+        id(run) if isinstance(run._scaled, Hiss) or _final_hiss(run._scaled) is not None else None,
     )
     if settings(item.run) != settings(first):
         return False
