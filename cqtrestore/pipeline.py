@@ -31,11 +31,12 @@ import torch
 from torch import Tensor
 
 from cqtrestore import audio
-from cqtrestore.blind import FilterEstimation, blind_part
+from cqtrestore.blind import BlindLowPass, FilterEstimation, blind_part
 from cqtrestore.diffusion import Denoiser, Generators, SamplerOptions, noise_like, run_sampler
 from cqtrestore.guidance import GuidanceOptions, default_guidance, guided_denoiser
 from cqtrestore.noise import REFINE_BELOW_HZ, Hiss
-from cqtrestore.operators import Clip, Compose, Gap, Operator, stack
+from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator, Stack, stack
+from cqtrestore.quality import Plan
 from cqtrestore.warmstart import classical_estimate, has_estimate
 
 WINDOW = 65536  # 2^16 samples: 2.97 s at 22.05 kHz, the paper's segment
@@ -55,6 +56,7 @@ class RestoreOptions:
     sampler: SamplerOptions = field(default_factory=SamplerOptions)
     warm_start: bool = False  # start from the classical estimate noised to sampler.sigma_max
     draws: int = 1  # posterior draws per window, averaged (restore_average)
+    denoise_first: Plan | None = None  # a chain ending in hiss (split_hiss): the hiss first, then the rest
     seed: int = 0
     batch_size: int = 4
     overlap: int = audio.DEFAULT_OVERLAP
@@ -96,19 +98,22 @@ class FileReport:
     warm_start: bool = False
     draws: int = 1
     refined: bool = False  # hiss: the prior-guided Wiener filter ran after the sampler (Hiss.refine)
+    denoised_first: str = ""  # a chain ending in hiss: how its hiss was removed first (describe_sampler)
 
     def describe_sampler(self) -> str:
         """E.g. "dpmpp2m, 12 steps from the classical estimate at σ 0.3" or "heun, 35 steps from noise";
         ", mean of 2 draws" after it when several posterior draws were averaged, and the second stage
-        of hiss removal where it ran."""
-        start = f"the classical estimate at σ {self.sampler.sigma_max:g}" if self.warm_start else "noise"
-        draws = f", mean of {self.draws} draws" if self.draws > 1 else ""
-        refined = (
-            f", then the prior-guided Wiener filter below {REFINE_BELOW_HZ / 1000:g} kHz"
-            if self.refined
-            else ""
-        )
-        return f"{self.sampler.solver}, {self.sampler.steps} steps from {start}{draws}{refined}"
+        of hiss removal where it ran; a chain's hiss removal first, where it came first."""
+        main = describe_run(self.sampler, self.warm_start, self.draws, self.refined)
+        return f"hiss removed first ({self.denoised_first}), then {main}" if self.denoised_first else main
+
+
+def describe_run(sampler: SamplerOptions, warm_start: bool, draws: int = 1, refined: bool = False) -> str:
+    """One sampler run in words, e.g. "dpmpp2m, 6 steps from the classical estimate at σ 0.2"."""
+    start = f"the classical estimate at σ {sampler.sigma_max:g}" if warm_start else "noise"
+    averaged = f", mean of {draws} draws" if draws > 1 else ""
+    second = f", then the prior-guided Wiener filter below {REFINE_BELOW_HZ / 1000:g} kHz" if refined else ""
+    return f"{sampler.solver}, {sampler.steps} steps from {start}{averaged}{second}"
 
 
 def restore_segments(
@@ -173,6 +178,25 @@ def hiss_sampled(hiss: Hiss, sampler: SamplerOptions, length: int = WINDOW) -> b
     """Whether the sampler runs for this hiss: its start level is above twice the finest step (else the
     input is returned as it is, and the second stage, ``Hiss.refine``, does not run either)."""
     return hiss.start_sigma(length, torch.zeros(1, dtype=torch.float64)) > 2 * sampler.sigma_min
+
+
+def split_hiss(operator: Operator) -> tuple[Operator, Operator] | None:
+    """(the hiss, the rest) of a chain that ends in hiss after lowpasses and gaps only, which is restored
+    in two stages (``RestoreOptions.denoise_first``): the hiss removed from y as ``denoise`` does, then the
+    rest restored from that. Sampling the chain at once from noise, with guidance that must stop at the
+    noise's level, lost 4-10 dB SI-SDR against the noisy input (docs/benchmarks.md). Per item for a
+    ``Stack``; None for anything else (clipping stays in the chain: denoising would blur its plateaus)."""
+    if isinstance(operator, Stack):
+        parts = [split_hiss(part) for part in operator.operators]
+        if any(part is None for part in parts):
+            return None
+        return stack([part[0] for part in parts]), stack([part[1] for part in parts])
+    if not isinstance(operator, Compose) or not isinstance(operator.operators[-1], Hiss):
+        return None
+    rest = operator.operators[:-1]
+    if not all(isinstance(part, LowPass | BlindLowPass | Gap) for part in rest):
+        return None
+    return operator.operators[-1], rest[0] if len(rest) == 1 else Compose(*rest)
 
 
 def distinct_draws(operator: Operator, sampler: SamplerOptions, draws: int, length: int = WINDOW) -> int:
@@ -247,15 +271,31 @@ class Restorer:
         seeds: Sequence[int],
         warm_start: bool = False,
         draws: int = 1,
+        denoise_first: Plan | None = None,
     ) -> Tensor:
         """Restore one batch of model-rate items (batch, WINDOW); item i draws its noise from ``seeds[i]``.
         ``warm_start``: begin from the classical estimate (where the operator has one); ``draws``:
-        posterior draws per item, averaged."""
+        posterior draws per item, averaged; ``denoise_first``: a chain ending in hiss in two stages."""
         generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
         y = y.to(self.device, torch.float32)
+        y, operator = self._denoise_first(operator, y, denoise_first, generators)
         start = classical_estimate(operator, y) if warm_start and has_estimate(operator) else None
         restored = restore_average(self.denoiser, operator, y, guidance, sampler, generators, start, draws)
         return restored.cpu()
+
+    def _denoise_first(
+        self, operator: Operator, y: Tensor, plan: Plan | None, generators: list[torch.Generator]
+    ) -> tuple[Tensor, Operator]:
+        """(y with its hiss removed, the rest of the chain) where ``plan`` is given and the chain splits
+        (``split_hiss``); else (y, operator) as they are."""
+        split = split_hiss(operator) if plan is not None else None
+        if split is None:
+            return y, operator
+        hiss, rest = split
+        denoised = restore_average(
+            self.denoiser, hiss, y, plan.guidance, plan.sampler, generators, None, plan.draws
+        )
+        return denoised.to(y), rest
 
     def start(
         self,
@@ -286,9 +326,9 @@ class Restorer:
             blocks = [audio.read_block(source, run.starts[index], WINDOW) for index in chosen]
         y = torch.from_numpy(np.concatenate([block.T for block in blocks]) * run.gain).to(self.device)
         y = y.to(torch.float32)
-        operator = run._scaled
         seeds = [seed for index in chosen for seed in run.seeds(int(index))]
         generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
+        y, operator = self._denoise_first(run._scaled, y, run.options.denoise_first, generators)
         start = classical_estimate(operator, y) if run.options.warm_start else None
         estimation = FilterEstimation(self.denoiser, operator, y, FIT_STEPS)
         restore_segments(estimation, operator, y, run.guidance, run.options.sampler, generators, start)
@@ -381,6 +421,7 @@ class Restorer:
                 seeds,
                 options.warm_start,
                 options.draws,
+                options.denoise_first,
             ).numpy()
         except FAILURES as error:  # the batch failed: so did its files (the others go on)
             for item in items:
@@ -417,6 +458,7 @@ def _fits(batch: list[_Item], item: _Item) -> bool:
         run.options.sampler,
         run.options.warm_start,
         run.options.draws,
+        run.options.denoise_first,
         id(run) if isinstance(run._scaled, Hiss) or _final_hiss(run._scaled) is not None else None,
     )
     if settings(item.run) != settings(first):
@@ -480,7 +522,10 @@ class FileRun:
             self.model_operator = self.model_operator.resampled()
         draws = distinct_draws(self.model_operator, options.sampler, options.draws)
         self.options = replace(options, draws=draws)  # the report says how many draws were averaged
-        self.guidance = options.guidance or default_guidance(self.model_operator)
+        split = split_hiss(self.model_operator) if options.denoise_first is not None else None
+        self.guidance = options.guidance or default_guidance(
+            self.model_operator if split is None else split[1]
+        )
         self.error: Exception | None = None
         self._folder = tempfile.TemporaryDirectory(prefix="cqtrestore-")
         self.folder = Path(self._folder.name)
@@ -566,25 +611,53 @@ class FileRun:
             operator.describe(),
             self.guidance,
             self._reported_sampler(),
-            self.options.warm_start and has_estimate(self.model_operator),
+            self.options.warm_start and has_estimate(self._main),
             self.options.draws,
-            isinstance(self._scaled, Hiss)
-            and self._scaled.refines
-            and self.restored > 0
-            and hiss_sampled(self._scaled, self.options.sampler),
+            self._refined(self._main, self.options.sampler),
+            self._first_stage(),
         )
+
+    @property
+    def _main(self) -> Operator:
+        """The operator of the main sampler run: the rest of a chain whose hiss is removed first."""
+        split = split_hiss(self._scaled) if self.options.denoise_first is not None else None
+        return self._scaled if split is None else split[1]
+
+    def _refined(self, operator: Operator, sampler: SamplerOptions) -> bool:
+        """Whether the prior-guided Wiener filter ran after a sampler run for ``operator``."""
+        return (
+            isinstance(operator, Hiss)
+            and operator.refines
+            and self.restored > 0
+            and hiss_sampled(operator, sampler)
+        )
+
+    def _first_stage(self) -> str:
+        """The hiss removal that ran first, in words ("" where none did)."""
+        plan = self.options.denoise_first
+        split = split_hiss(self._scaled) if plan is not None else None
+        if split is None or self.restored == 0:
+            return ""
+        hiss = split[0]
+        sampler = _from_noise_level(hiss, plan.sampler)
+        return describe_run(sampler, plan.warm_start, 1, self._refined(hiss, plan.sampler))
 
     def _reported_sampler(self) -> SamplerOptions:
         """The sampler as it ran: for hiss, from the noise's own level rather than the preset's σ_max."""
         if isinstance(self._scaled, Hiss):
-            level = self._scaled.start_sigma(WINDOW, torch.zeros(1, dtype=torch.float64))
-            return replace(self.options.sampler, sigma_max=max(level, 2 * self.options.sampler.sigma_min))
+            return _from_noise_level(self._scaled, self.options.sampler)
         return self.options.sampler
 
     def close(self) -> None:
         """Close the temporary files and remove the folder (safe to call twice)."""
         self._files.close()
         self._folder.cleanup()
+
+
+def _from_noise_level(hiss: Hiss, sampler: SamplerOptions) -> SamplerOptions:
+    """The sampler as it runs for hiss: from the noise's own level rather than the preset's σ_max."""
+    level = hiss.start_sigma(WINDOW, torch.zeros(1, dtype=torch.float64))
+    return replace(sampler, sigma_max=max(level, 2 * sampler.sigma_min))
 
 
 def _gain(rms: float) -> float:

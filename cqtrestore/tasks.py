@@ -23,7 +23,7 @@ from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
 from cqtrestore.metrics import lsd, si_sdr
 from cqtrestore.noise import Hiss
 from cqtrestore.operators import Clip, Compose, Gap, LowPass, Operator
-from cqtrestore.pipeline import WINDOW, FileReport, Progress, RestoreOptions, Restorer, gap_ranges
+from cqtrestore.pipeline import WINDOW, FileReport, Progress, RestoreOptions, Restorer, gap_ranges, split_hiss
 from cqtrestore.quality import DEFAULT_QUALITY, resolve
 
 MODEL_RATE = 22050  # every bundled prior runs at 22.05 kHz
@@ -216,8 +216,14 @@ def restore_options(
     draws: int | None = None,
 ) -> RestoreOptions:
     """Validated options: the ``quality`` preset for the operator (``cqtrestore.quality``), with ``mode``,
-    ``steps`` and ``draws`` overriding its guidance mode, step count and draws per window where given."""
+    ``steps`` and ``draws`` overriding its guidance mode, step count and draws per window where given.
+    A chain that ends in hiss after lowpasses and gaps (``split_hiss``) has its hiss removed first with
+    the ``denoise`` preset; the preset of the rest, with the overrides, then restores the result."""
     device = pick_device(device)
+    split = split_hiss(operator)
+    denoise_first = resolve(quality, split[0], xi) if split is not None else None
+    if split is not None:
+        operator = split[1]
     plan = resolve(quality, operator, xi)
     guidance = replace(plan.guidance, mode=mode) if mode else plan.guidance
     if "dc" in guidance.mode.split("+") and not operator.has_projection:
@@ -229,6 +235,7 @@ def restore_options(
         sampler=plan.sampler if steps is None else replace(plan.sampler, steps=steps),
         warm_start=plan.warm_start,
         draws=plan.draws if draws is None else draws,
+        denoise_first=denoise_first,
         seed=seed,
         batch_size=batch_size
         if batch_size is not None

@@ -434,6 +434,15 @@ def test_restore_an_old_recording_clipped_lowpassed_blind_and_hissy(tmp_path):
         and "then hiss (noise at" in summary
     )
     assert sf.info(tmp_path / "78rpm.restored.wav").frames == x.size
+    assert "hiss removed first" not in summary  # clipping keeps the chain in one sampler run
+    # without the clipping the hiss is removed first, then the blind lowpass restored from that (with DC)
+    result = run(
+        "restore", source, "--lowpass", "blind", "--hiss", "auto", "--checkpoint", "debug", "--force"
+    )
+    assert result.exit_code == 0, result.output
+    summary = next(line for line in result.output.splitlines() if line.startswith("wrote"))
+    assert "; dc; hiss removed first (dpmpp2m, 6 steps from the classical estimate at σ 0.0" in summary
+    assert "then the prior-guided Wiener filter below 2 kHz), then dpmpp2m, 6 steps from" in summary
     bad = run("restore", source, "--lowpass", "blind", "--gap", "1:1.2", "--checkpoint", "debug", "--force")
     assert (
         bad.exit_code != 0 and "cannot be combined with --gap" in bad.output and "Traceback" not in bad.output

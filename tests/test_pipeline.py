@@ -41,7 +41,7 @@ def test_windows_that_differ_are_crossfaded_without_a_jump(restorer, monkeypatch
     """Each window comes back as a different constant: the output moves smoothly between them."""
     calls = []
 
-    def constant(self, y, operator, guidance, sampler, seeds, warm_start=False, draws=1):
+    def constant(self, y, operator, guidance, sampler, seeds, warm_start=False, draws=1, denoise_first=None):
         calls.append(seeds)
         return torch.full_like(y, 0.01 * len(calls))
 
@@ -91,7 +91,7 @@ def test_windows_with_different_gaps_share_a_batch_and_pass_through_windows_do_n
 ):
     batches = []
 
-    def identity(self, y, operator, guidance, sampler, seeds, warm_start=False, draws=1):
+    def identity(self, y, operator, guidance, sampler, seeds, warm_start=False, draws=1, denoise_first=None):
         batches.append((y.shape[0], operator.describe(), len(seeds)))
         return y.clone()
 
@@ -230,3 +230,62 @@ def test_files_with_their_own_hiss_in_one_batch_each_equal_their_own_run(restore
         a, _ = sf.read(tmp_path / f"alone{k}.wav")
         b, _ = sf.read(tmp_path / f"out{k}.wav")
         assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), k
+
+
+def test_a_chain_ending_in_hiss_splits_after_lowpasses_and_gaps_only():
+    from cqtrestore.blind import BlindLowPass
+    from cqtrestore.noise import Hiss
+    from cqtrestore.operators import Stack
+    from cqtrestore.pipeline import split_hiss
+
+    hiss, lowpass, gap = Hiss.white(-50, RATE), LowPass(3000, RATE), Gap([(0.5, 0.7)], RATE)
+    assert split_hiss(Compose(lowpass, hiss)) == (hiss, lowpass)
+    blind = BlindLowPass(2000.0, RATE)
+    assert split_hiss(Compose(blind, hiss)) == (hiss, blind)
+    first, rest = split_hiss(Compose(lowpass, gap, hiss))
+    assert first is hiss and isinstance(rest, Compose) and rest.operators == (lowpass, gap)
+    for whole in (hiss, lowpass, Compose(Clip(0.1), lowpass, hiss), Compose(hiss, lowpass), Compose(lowpass)):
+        assert split_hiss(whole) is None, whole
+    parts = [gap.window(start, 8000) for start in (8000, 12000)]
+    first, rest = split_hiss(Stack([Compose(part, hiss) for part in parts]))
+    assert first is hiss and isinstance(rest, Stack) and rest.operators == tuple(parts)
+    assert split_hiss(Stack([Compose(lowpass, hiss), Compose(Clip(0.1), hiss)])) is None
+
+
+def test_a_chain_ending_in_hiss_is_the_hiss_removed_then_the_rest_restored_from_that(restorer):
+    """restore_windows with ``denoise_first``: exactly the two runs one after the other (the generators
+    running on), the rest's warm start taken from the denoised signal; without it, the chain at once."""
+    from cqtrestore.guidance import GuidanceOptions
+    from cqtrestore.noise import Hiss
+    from cqtrestore.pipeline import restore_average
+    from cqtrestore.quality import resolve
+    from cqtrestore.warmstart import classical_estimate
+
+    hiss, lowpass = Hiss.white(-40, RATE), LowPass(3000, RATE)
+    chain = Compose(lowpass, hiss)
+    y = torch.from_numpy(tones(WINDOW / RATE, RATE)[:, 0])[None] + 0.01 * torch.randn(1, WINDOW)
+    first, rest = resolve("fast", hiss), resolve("fast", lowpass)
+    out = restorer.restore_windows(y, chain, rest.guidance, rest.sampler, [7], True, 1, first)
+    generators = [torch.Generator().manual_seed(7)]
+    denoised = restore_average(restorer.denoiser, hiss, y, first.guidance, first.sampler, generators)
+    start = classical_estimate(lowpass, denoised)
+    expected = restore_average(
+        restorer.denoiser, lowpass, denoised, rest.guidance, rest.sampler, generators, start
+    )
+    torch.testing.assert_close(out, expected)
+    assert not torch.allclose(denoised, y, atol=1e-4)  # the first stage did something
+    at_once = restorer.restore_windows(y, chain, GuidanceOptions("rg"), rest.sampler, [7], True, 1, None)
+    assert not torch.allclose(at_once, out, atol=1e-3)
+
+
+def test_restore_options_remove_a_chains_hiss_first_with_the_denoise_preset():
+    from cqtrestore.noise import Hiss
+    from cqtrestore.quality import resolve
+    from cqtrestore.tasks import restore_options
+
+    hiss, lowpass = Hiss.white(-40, RATE), LowPass(3000, RATE)
+    options = restore_options(Compose(lowpass, hiss), device="cpu", steps=9)
+    assert options.denoise_first == resolve("balanced", hiss)
+    assert options.guidance.mode == "dc" and options.sampler.steps == 9 and options.warm_start
+    assert restore_options(Compose(Clip(0.1), lowpass, hiss), device="cpu").denoise_first is None
+    assert restore_options(hiss, device="cpu").denoise_first is None
