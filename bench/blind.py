@@ -12,7 +12,9 @@ and the LSD and SI-SDR of both restorations, mean ± 95 % CI over segments.
 
 ``--snr DB`` adds white hiss at that SNR (against the lowpassed segment) after the filter, as an old
 recording carries it; both restorations are then the chain of ``restore --lowpass … --hiss auto`` (the
-lowpass, then hiss estimated from the noisy segment).
+lowpass, then hiss estimated from the noisy segment: the hiss removed first, then the lowpass).
+``--at-once`` samples that chain in one run instead, as cqtrestore did before 2026-12-07 (the
+comparison in docs/benchmarks.md). The JSON also holds the scores of the input itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,7 @@ from cqtrestore.metrics import lsd, si_sdr
 from cqtrestore.noise import Hiss, estimate_noise
 from cqtrestore.operators import Compose, LowPass
 from cqtrestore.pipeline import Restorer
+from cqtrestore.quality import resolve
 from cqtrestore.tasks import blind_lowpass, restore_options
 
 SR = 22050
@@ -65,6 +69,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--snr", type=float, help="white hiss at this SNR (dB) after the lowpass")
+    parser.add_argument("--at-once", action="store_true", help="with --snr: the chain in one sampler run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -78,6 +83,7 @@ def main() -> None:
         "data": str(args.data),
         "quality": args.quality,
         "snr_db": args.snr,
+        "at_once": args.at_once,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "filters": {},
@@ -96,12 +102,26 @@ def main() -> None:
                 y = y + noise * float(y.square().mean().sqrt()) * 10 ** (-args.snr / 20)
             blind, _ = blind_lowpass(y[0].numpy(), SR)
             row = {"start_hz": blind.cutoff_hz, "stopband_hz": blind.stopband_hz or math.nan}
+            row["lsd_input"], row["si_sdr_input"] = (
+                float(lsd(x[None], y.double())),
+                float(si_sdr(x[None], y.double())),
+            )
             operators = {"blind": blind, "known": known}
             if args.snr is not None:
                 hiss = Hiss(estimate_noise(y[0].numpy(), SR), SR)
                 operators = {label: Compose(op, hiss) for label, op in operators.items()}
             for label, op in operators.items():
                 options = restore_options(op, seed=args.seed, device="cpu", quality=args.quality)
+                if args.at_once:
+                    plan = resolve(args.quality, op)
+                    options = replace(
+                        options,
+                        denoise_first=None,
+                        guidance=plan.guidance,
+                        sampler=plan.sampler,
+                        warm_start=plan.warm_start,
+                        draws=plan.draws,
+                    )
                 began = time.perf_counter()
                 out = torch.from_numpy(restorer.restore(y[0].numpy(), SR, op, options)).double()[None]
                 row[f"seconds_{label}"] = time.perf_counter() - began

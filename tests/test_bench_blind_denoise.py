@@ -39,6 +39,24 @@ def test_blind_bench_reports_the_cutoff_error_beside_the_known_filter(tmp_path):
     assert "| butter4:3000 (−3 dB at 3000 Hz) |" in result.stdout
 
 
+def test_blind_bench_under_hiss_can_sample_the_chain_at_once_and_scores_the_input(tmp_path):
+    reports, valid = {}, _valid(tmp_path)
+    for extra in ([], ["--at-once"]):
+        report_path = tmp_path / f"blind{len(extra)}.json"
+        command = [
+            sys.executable, "bench/blind.py", "--checkpoint", "debug", "--data", str(valid),
+            "--segments", "1", "--filters", "kaiser:2000", "--quality", "fast", "--snr", "20",
+            "--threads", "1", "--json", str(report_path), *extra,
+        ]  # fmt: skip
+        result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        reports[len(extra)] = json.loads(report_path.read_text())
+    first, at_once = (reports[k]["filters"]["kaiser:2000"]["rows"][0] for k in (0, 1))
+    assert reports[1]["at_once"] and not reports[0]["at_once"]
+    assert first["si_sdr_input"] == at_once["si_sdr_input"] and 15 < first["si_sdr_input"] < 25  # 20 dB SNR
+    assert first["si_sdr_known"] != at_once["si_sdr_known"]  # two different samplers ran
+
+
 def test_denoise_bench_scores_the_prior_beside_the_wiener_filter(tmp_path):
     report_path = tmp_path / "denoise.json"
     command = [
