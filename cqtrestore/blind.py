@@ -96,6 +96,7 @@ class BlindLowPass(Operator):
         self.stopband_hz = None if stopband_hz is None else float(stopband_hz)
         self.state = FilterState(float(cutoff_hz), float(slope_db), float(learning_rate))
         self.estimate = bool(estimate)  # False: a known filter of this family, never re-estimated
+        self.removed: Hiss | None = None  # the hiss removed from the observation first (``after_hiss``)
 
     def at_rate(self, sample_rate: int) -> BlindLowPass:
         """The same filter (the same unknowns, shared: an estimate made at one rate holds at the other)."""
@@ -109,13 +110,20 @@ class BlindLowPass(Operator):
         view.__dict__.update(changes)
         return view
 
+    def after_hiss(self, hiss: Hiss) -> BlindLowPass:
+        """This filter (the same unknowns) seen through an observation from which ``hiss`` was removed
+        (``pipeline.split_hiss``): where the hiss hid the filtered signal, the denoised observation holds
+        the prior's guess rather than h ∗ x, so the projection trusts each bin by S/(S + N) (S the
+        observation's power, N the hiss's) instead of dividing that guess by |H|."""
+        return self._view(removed=hiss)
+
     @property
     def needs_estimate(self) -> bool:
         """True until the unknowns have been estimated (never for a known filter)."""
         return self.estimate and not self.state.steps
 
     def _settings(self) -> object:
-        return (id(self.state), self.sample_rate, self.regularisation, self.stopband_hz)
+        return (id(self.state), self.sample_rate, self.regularisation, self.stopband_hz, id(self.removed))
 
     @property
     def cutoff_hz(self) -> float:
@@ -164,21 +172,29 @@ class BlindLowPass(Operator):
         with torch.no_grad():
             gain = self.response(n_fft, x_hat.dtype, x_hat.device)
         correction = gain / (gain.square() + self.regularisation * (1 - gain.square()))
-        if self.stopband_hz is not None:
+        if self.stopband_hz is not None or self.removed is not None:
             correction = correction * self.observed_share(y, n_fft).to(correction)
         return x_hat + self._filter(y - self(x_hat), correction)
 
     def observed_share(self, y: Tensor, n_fft: int) -> Tensor:
         """Per row of y and rfft bin of ``n_fft`` points, how far y rises above its floor: 1 − F·m / S(f),
         clipped to [0, 1], S the row's power spectrum (smoothed over 100 Hz), F its loudest value above
-        ``stopband_hz``, m a margin (10 dB). All ones without a stopband."""
-        if self.stopband_hz is None or self.stopband_hz >= 0.99 * self.sample_rate / 2:
-            return torch.ones(n_fft // 2 + 1, dtype=torch.float64)
+        ``stopband_hz``, m a margin (10 dB); times S/(S + N) where hiss of spectrum N was removed from y
+        (``after_hiss``). All ones with neither."""
+        share = torch.ones(n_fft // 2 + 1, dtype=torch.float64)
+        stopband = self.stopband_hz is not None and self.stopband_hz < 0.99 * self.sample_rate / 2
+        if not stopband and self.removed is None:
+            return share
         power = torch.fft.rfft(y.detach().to(torch.float64), n_fft).abs().square()
         smooth = _smooth(power, max(1, round(FLOOR_SMOOTHING_HZ * n_fft / self.sample_rate)) | 1)
-        first = min(round(self.stopband_hz * n_fft / self.sample_rate), smooth.shape[-1] - 1)
-        floor = smooth[..., first:].amax(dim=-1, keepdim=True) * 10 ** (FLOOR_MARGIN_DB / 10)
-        return (1 - floor / smooth.clamp_min(1e-300)).clamp(0, 1)
+        if stopband:
+            first = min(round(self.stopband_hz * n_fft / self.sample_rate), smooth.shape[-1] - 1)
+            floor = smooth[..., first:].amax(dim=-1, keepdim=True) * 10 ** (FLOOR_MARGIN_DB / 10)
+            share = (1 - floor / smooth.clamp_min(1e-300)).clamp(0, 1)
+        if self.removed is not None:
+            noise = self.removed.bin_variance(y.shape[-1], power, n_fft).to(power.device)
+            share = share * smooth / (smooth + noise).clamp_min(1e-300)
+        return share
 
     def fit(self, x0: Tensor, y: Tensor, steps: int = 5, weight: Tensor | None = None) -> float:
         """``steps`` Adam steps on φ toward min ‖y − h_φ ∗ x̂₀‖² (relative to ‖y‖²), x̂₀ held fixed; the

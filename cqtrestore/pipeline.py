@@ -183,9 +183,10 @@ def hiss_sampled(hiss: Hiss, sampler: SamplerOptions, length: int = WINDOW) -> b
 def split_hiss(operator: Operator) -> tuple[Operator, Operator] | None:
     """(the hiss, the rest) of a chain that ends in hiss after lowpasses and gaps only, which is restored
     in two stages (``RestoreOptions.denoise_first``): the hiss removed from y as ``denoise`` does, then the
-    rest restored from that. Sampling the chain at once from noise, with guidance that must stop at the
-    noise's level, lost 4-10 dB SI-SDR against the noisy input (docs/benchmarks.md). Per item for a
-    ``Stack``; None for anything else (clipping stays in the chain: denoising would blur its plateaus)."""
+    rest restored from that; a blind filter of the rest sees the denoised signal (``after_hiss``).
+    Sampling the chain in one run, with guidance that must stop at the noise's level, lost 4-10 dB SI-SDR
+    against the noisy input (docs/benchmarks.md). Per item for a ``Stack``; None for anything else
+    (clipping stays in the chain: a denoiser would round the plateaus the clipped samples are found by)."""
     if isinstance(operator, Stack):
         parts = [split_hiss(part) for part in operator.operators]
         if any(part is None for part in parts):
@@ -193,10 +194,11 @@ def split_hiss(operator: Operator) -> tuple[Operator, Operator] | None:
         return stack([part[0] for part in parts]), stack([part[1] for part in parts])
     if not isinstance(operator, Compose) or not isinstance(operator.operators[-1], Hiss):
         return None
-    rest = operator.operators[:-1]
+    hiss, rest = operator.operators[-1], operator.operators[:-1]
     if not all(isinstance(part, LowPass | BlindLowPass | Gap) for part in rest):
         return None
-    return operator.operators[-1], rest[0] if len(rest) == 1 else Compose(*rest)
+    rest = tuple(part.after_hiss(hiss) if isinstance(part, BlindLowPass) else part for part in rest)
+    return hiss, rest[0] if len(rest) == 1 else Compose(*rest)
 
 
 def distinct_draws(operator: Operator, sampler: SamplerOptions, draws: int, length: int = WINDOW) -> int:

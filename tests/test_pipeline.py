@@ -241,7 +241,8 @@ def test_a_chain_ending_in_hiss_splits_after_lowpasses_and_gaps_only():
     hiss, lowpass, gap = Hiss.white(-50, RATE), LowPass(3000, RATE), Gap([(0.5, 0.7)], RATE)
     assert split_hiss(Compose(lowpass, hiss)) == (hiss, lowpass)
     blind = BlindLowPass(2000.0, RATE)
-    assert split_hiss(Compose(blind, hiss)) == (hiss, blind)
+    first, rest = split_hiss(Compose(blind, hiss))  # the blind filter trusts the denoised signal by its SNR
+    assert first is hiss and rest.state is blind.state and rest.removed is hiss
     first, rest = split_hiss(Compose(lowpass, gap, hiss))
     assert first is hiss and isinstance(rest, Compose) and rest.operators == (lowpass, gap)
     for whole in (hiss, lowpass, Compose(Clip(0.1), lowpass, hiss), Compose(hiss, lowpass), Compose(lowpass)):
