@@ -279,6 +279,25 @@ def test_a_chain_ending_in_hiss_is_the_hiss_removed_then_the_rest_restored_from_
     assert not torch.allclose(at_once, out, atol=1e-3)
 
 
+def test_a_window_of_hiss_whose_gap_lies_elsewhere_is_only_denoised(restorer, monkeypatch):
+    import cqtrestore.pipeline as pipeline
+    from cqtrestore.noise import Hiss
+    from cqtrestore.quality import resolve
+
+    runs = []
+    original = pipeline.restore_average
+    monkeypatch.setattr(
+        pipeline, "restore_average", lambda *args, **kw: runs.append(args[1]) or original(*args, **kw)
+    )
+    hiss, gap = Hiss.white(-40, RATE), Gap.from_samples([(10, 20)], RATE).window(100, WINDOW)
+    y = torch.from_numpy(tones(WINDOW / RATE, RATE)[:, 0])[None] + 0.01 * torch.randn(1, WINDOW)
+    plan = resolve("fast", gap)
+    restorer.restore_windows(
+        y, Compose(gap, hiss), plan.guidance, plan.sampler, [7], True, 3, resolve("fast", hiss)
+    )
+    assert runs == [hiss]  # the hiss's run only: no inpainting of a window with nothing missing
+
+
 def test_restore_options_remove_a_chains_hiss_first_with_the_denoise_preset():
     from cqtrestore.noise import Hiss
     from cqtrestore.quality import resolve
