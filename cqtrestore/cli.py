@@ -518,7 +518,8 @@ def restore(
     format: str | None = FORMAT,
     report: Path | None = REPORT,
 ) -> None:
-    """Several degradations at once (clipped, then lowpassed, with gaps, with hiss) through one operator."""
+    """Several degradations at once (clipped, then lowpassed, with gaps, with hiss); hiss after lowpasses and
+    gaps is removed first, then the rest restored from that."""
     from cqtrestore import tasks
 
     common = _Common(**_common(locals()))
