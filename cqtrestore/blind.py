@@ -192,7 +192,7 @@ class BlindLowPass(Operator):
             floor = smooth[..., first:].amax(dim=-1, keepdim=True) * 10 ** (FLOOR_MARGIN_DB / 10)
             share = (1 - floor / smooth.clamp_min(1e-300)).clamp(0, 1)
         if self.removed is not None:
-            noise = self.removed.bin_variance(y.shape[-1], power, n_fft).to(power.device)
+            noise = self.removed.bin_variance(y.shape[-1], power, n_fft)
             share = share * smooth / (smooth + noise).clamp_min(1e-300)
         return share
 

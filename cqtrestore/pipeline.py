@@ -526,10 +526,6 @@ class FileRun:
             self.model_operator = self.model_operator.resampled()
         draws = distinct_draws(self.model_operator, options.sampler, options.draws)
         self.options = replace(options, draws=draws)  # the report says how many draws were averaged
-        split = split_hiss(self.model_operator) if options.denoise_first is not None else None
-        self.guidance = options.guidance or default_guidance(
-            self.model_operator if split is None else split[1]
-        )
         self.error: Exception | None = None
         self._folder = tempfile.TemporaryDirectory(prefix="cqtrestore-")
         self.folder = Path(self._folder.name)
@@ -545,6 +541,8 @@ class FileRun:
         self.starts = audio.plan_windows(down.frames, WINDOW, options.overlap, gaps, options.context)
         self._overlap_add = audio.OverlapAdd(down.frames, self.starts, WINDOW, options.overlap, down.channels)
         self._scaled = self.model_operator.scaled(self.gain)
+        self._split = split_hiss(self._scaled) if options.denoise_first is not None else None
+        self.guidance = options.guidance or default_guidance(self._main)
         self._pending: dict[int, np.ndarray] = {}
         self._next, self.restored = 0, 0
         self._files = contextlib.ExitStack()
@@ -624,8 +622,7 @@ class FileRun:
     @property
     def _main(self) -> Operator:
         """The operator of the main sampler run: the rest of a chain whose hiss is removed first."""
-        split = split_hiss(self._scaled) if self.options.denoise_first is not None else None
-        return self._scaled if split is None else split[1]
+        return self._scaled if self._split is None else self._split[1]
 
     def _refined(self, operator: Operator, sampler: SamplerOptions) -> bool:
         """Whether the prior-guided Wiener filter ran after a sampler run for ``operator``."""
@@ -639,10 +636,9 @@ class FileRun:
     def _first_stage(self) -> str:
         """The hiss removal that ran first, in words ("" where none did)."""
         plan = self.options.denoise_first
-        split = split_hiss(self._scaled) if plan is not None else None
-        if split is None or self.restored == 0:
+        if self._split is None or self.restored == 0:
             return ""
-        hiss = split[0]
+        hiss = self._split[0]
         sampler = _from_noise_level(hiss, plan.sampler)
         return describe_run(sampler, plan.warm_start, 1, self._refined(hiss, plan.sampler))
 

@@ -220,10 +220,9 @@ def restore_options(
     A chain that ends in hiss after lowpasses and gaps (``split_hiss``) has its hiss removed first with
     the ``denoise`` preset; the preset of the rest, with the overrides, then restores the result."""
     device = pick_device(device)
-    split = split_hiss(operator)
-    denoise_first = resolve(quality, split[0], xi) if split is not None else None
+    denoise_first, split = None, split_hiss(operator)
     if split is not None:
-        operator = split[1]
+        denoise_first, operator = resolve(quality, split[0], xi), split[1]
     plan = resolve(quality, operator, xi)
     guidance = replace(plan.guidance, mode=mode) if mode else plan.guidance
     if "dc" in guidance.mode.split("+") and not operator.has_projection:
