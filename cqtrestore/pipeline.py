@@ -112,7 +112,8 @@ def describe_run(sampler: SamplerOptions, warm_start: bool, draws: int = 1, refi
     """One sampler run in words, e.g. "dpmpp2m, 6 steps from the classical estimate at σ 0.2"."""
     start = f"the classical estimate at σ {sampler.sigma_max:.3g}" if warm_start else "noise"
     averaged = f", mean of {draws} draws" if draws > 1 else ""
-    second = f", then the prior-guided Wiener filter below {REFINE_BELOW_HZ / 1000:g} kHz" if refined else ""
+    khz = f"{REFINE_BELOW_HZ / 1000:g} kHz"
+    second = f", then the prior-guided Wiener filter below {khz} and the residual above" if refined else ""
     return f"{sampler.solver}, {sampler.steps} steps from {start}{averaged}{second}"
 
 

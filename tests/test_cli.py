@@ -388,7 +388,9 @@ def test_denoise_estimates_the_hiss_and_lowers_it(tmp_path):
     found = re.search(r"estimated noise at (-?\d+\.\d) dBFS RMS, SNR (\d+\.\d) dB, white", result.output)
     assert found and float(found.group(1)) == pytest.approx(-40, abs=2), result.output
     assert "hiss (noise at" in result.output
-    assert "then the prior-guided Wiener filter below 2 kHz" in " ".join(result.output.split()), result.output
+    assert "then the prior-guided Wiener filter below 2 kHz and the residual above" in " ".join(
+        result.output.split()
+    ), result.output
     out, _ = sf.read(tmp_path / "hiss.restored.wav")
     assert out.shape == noisy.shape and np.all(np.isfinite(out))
     given = run("denoise", source, "--noise-level", "-40", "--checkpoint", "debug", "--steps", "2", "--force")
@@ -442,7 +444,7 @@ def test_restore_an_old_recording_clipped_lowpassed_blind_and_hissy(tmp_path):
     assert result.exit_code == 0, result.output
     summary = next(line for line in result.output.splitlines() if line.startswith("wrote"))
     assert "; dc; hiss removed first (dpmpp2m, 6 steps from the classical estimate at σ 0.0" in summary
-    assert "then the prior-guided Wiener filter below 2 kHz), then dpmpp2m, 6 steps from" in summary
+    assert "below 2 kHz and the residual above), then dpmpp2m, 6 steps from" in summary
     bad = run("restore", source, "--lowpass", "blind", "--gap", "1:1.2", "--checkpoint", "debug", "--force")
     assert (
         bad.exit_code != 0 and "cannot be combined with --gap" in bad.output and "Traceback" not in bad.output
