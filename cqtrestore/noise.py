@@ -50,8 +50,8 @@ WHITEN_AT_HZ = 2000.0  # coloured hiss: sampling starts at the noise's level her
 REFINE_BELOW_HZ = 2000.0  # the prior-guided Wiener filter's band (``Hiss.refine``; chosen on valid segments)
 REFINE_FFT = 4096  # ... its short-time frames (Hann, hop a quarter)
 REFINE_OVERSUBTRACT = 2.0  # ... and β, the noise power's weight in its gain
-RESIDUAL_OVERSUBTRACT = 4.0  # above the band: the residual y − x̂ kept where its power, smoothed over
-RESIDUAL_SMOOTH = 3  # ... this many bins in frequency and in time, is above this many times the hiss's
+RESIDUAL_OVERSUBTRACT = 4.0  # above the band: β_r, the hiss power's weight in the residual's gain
+RESIDUAL_SMOOTH = 3  # ... whose residual power is averaged over this many bins in frequency and in time
 
 
 @dataclass(frozen=True)
