@@ -14,6 +14,13 @@ Gaussian with the right spectrum passes the LTAS bar, so the note onsets per sec
 (``cqtrestore.metrics.onset_times``, spectral flux) are reported beside the valid crops': a prior's
 samples should hold notes.
 
+How far is 3 dB from a perfect prior? ``--null-sets`` random sets of ``--samples`` real crops (another
+fixed draw of the same folder, ``null_crops`` of them, seed + 1) are scored against the same reference
+(``null_distances``): the distances a prior whose samples were the data itself would get. Their median
+and 10th–90th percentiles, the share within the bar, and each band's 10th–90th percentile difference are
+reported beside the samples': a band outside that spread is a real miss, a distance inside it is not
+told apart from the data's own at this sample count.
+
 Diagnostics (not the bar's setting): ``--sigma-max S`` starts the schedule at S instead of 1;
 ``--gaussian-start S`` carries the noise from σ_max to the schedule's first level <= S in closed form along
 the Gaussian prior's flow (``Denoiser.gaussian_flow``, F = 0) and runs the network only from there (the
@@ -39,12 +46,20 @@ import torch
 from cqtrestore.checkpoints import default_checkpoint, load_checkpoint
 from cqtrestore.data import fixed_crops, scan_audio
 from cqtrestore.diffusion import Denoiser, SamplerOptions, StepCallback, ZeroNetwork, sample_heun
-from cqtrestore.metrics import ltas_distance, onset_times, third_octave_ltas
+from cqtrestore.metrics import (
+    band_levels,
+    ltas_distance,
+    onset_times,
+    power_spectrum,
+    third_octave_centres,
+    third_octave_ltas,
+)
 
 SEGMENT = 65536
 BAR_DB = 3.0
 TRACK_CROPS = 16  # valid crops that --track noises at each step
-TINY = {"checkpoint": "debug", "samples": 2, "steps": 4, "batch": 2, "crops": 2}
+NULL_SETS = 200  # random sets of real crops scored as if they were samples (the bar's sampling spread)
+TINY = {"checkpoint": "debug", "samples": 2, "steps": 4, "batch": 2, "crops": 2, "null_sets": 20}
 
 
 @torch.inference_mode()
@@ -144,6 +159,46 @@ def compare(
     }
 
 
+def null_distances(
+    pool: torch.Tensor,
+    reference_db: torch.Tensor,
+    count: int,
+    sample_rate: int,
+    low: float,
+    high: float,
+    sets: int = NULL_SETS,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(distances (sets,), band differences (sets, bands)): the LTAS of ``sets`` random sets of ``count``
+    crops of ``pool`` (without replacement) against ``reference_db``, as ``compare`` scores samples."""
+    if not 0 < count <= len(pool):
+        raise ValueError(f"need 1..{len(pool)} crops per set, got {count}")
+    centres = third_octave_centres(low, high)
+    per_crop = torch.stack([power_spectrum(crop) for crop in pool])
+    rng = np.random.default_rng(seed)
+    distances, differences = np.empty(sets), np.empty((sets, len(centres)))
+    for index in range(sets):
+        chosen = torch.as_tensor(rng.choice(len(pool), count, replace=False))
+        levels = band_levels(per_crop[chosen].mean(0), sample_rate, centres)
+        distances[index] = ltas_distance(levels, reference_db)
+        differences[index] = (levels - reference_db).numpy()
+    return distances, differences
+
+
+def null_summary(distances: np.ndarray, differences: np.ndarray, count: int, pool: int) -> dict:
+    """The report's fields for ``null_distances``: percentiles of the distance, share within the bar."""
+    p10, median, p90 = (float(np.percentile(distances, q)) for q in (10, 50, 90))
+    return {
+        "null_crops": pool,
+        "null_sets": len(distances),
+        "null_set_size": count,
+        "null_distance_db": {"p10": p10, "median": median, "p90": p90},
+        "null_within_bar": float(np.mean(distances <= BAR_DB)),
+        "null_band_p10_db": np.percentile(differences, 10, axis=0).tolist(),
+        "null_band_p90_db": np.percentile(differences, 90, axis=0).tolist(),
+    }
+
+
 def onset_rates(samples: torch.Tensor, reference: torch.Tensor, sample_rate: int) -> dict:
     """Note onsets per second (``metrics.onset_times``) of each sample, and the valid crops' mean and
     10th–90th percentiles: a prior's samples should hold notes, as many as the music does."""
@@ -161,11 +216,19 @@ def onset_rates(samples: torch.Tensor, reference: torch.Tensor, sample_rate: int
 
 def print_report(report: dict) -> None:
     """The per-band table, the two distances and the verdict."""
-    print(f"{'band Hz':>9} {'samples dB':>11} {'valid dB':>9} {'diff dB':>8}")
-    for band in report["bands"]:
+    null = "null_distance_db" in report
+    print(
+        f"{'band Hz':>9} {'samples dB':>11} {'valid dB':>9} {'diff dB':>8}" + ("  real crops p10–p90" * null)
+    )
+    for index, band in enumerate(report["bands"]):
+        spread = ""
+        if null:
+            low, high = report["null_band_p10_db"][index], report["null_band_p90_db"][index]
+            outside = "  outside" if not low <= band["difference_db"] <= high else ""
+            spread = f"  {low:+6.2f} … {high:+6.2f}{outside}"
         print(
             f"{band['centre_hz']:9.0f} {band['samples_db']:11.2f} {band['valid_db']:9.2f}"
-            f" {band['difference_db']:+8.2f}"
+            f" {band['difference_db']:+8.2f}{spread}"
         )
     if report.get("track"):
         print(f"{'sigma':>9} {'D along sampler dB':>19} {'D on valid dB':>14} {'gap dB':>7}")
@@ -183,6 +246,13 @@ def print_report(report: dict) -> None:
     )
     print(f"LTAS distance {report['distance_db']:.2f} dB (bar {report['bar_db']:g} dB)")
     print(f"level-normalised LTAS distance {report['level_normalised_distance_db']:.2f} dB (information)")
+    if null:
+        d = report["null_distance_db"]
+        print(
+            f"{report['null_set_size']} real crops instead ({report['null_sets']} sets of another"
+            f" {report['null_crops']}): distance median {d['median']:.2f} dB, 10th–90th percentile"
+            f" {d['p10']:.2f}–{d['p90']:.2f}; {100 * report['null_within_bar']:.0f} % within the bar"
+        )
     print("PASS" if report["passed"] else "FAIL")
 
 
@@ -230,6 +300,14 @@ def run(args: argparse.Namespace) -> dict:
         "sampling_s": seconds,
     }
     report = settings | compare(samples, reference, info.sample_rate, args.low, args.high)
+    if args.null_sets:
+        pool_size = max(args.crops, 2 * args.samples)
+        pool = fixed_crops(files, args.length, info.sample_rate, pool_size, seed=args.seed + 1)
+        _, reference_db = third_octave_ltas(reference, info.sample_rate, args.low, args.high)
+        null = null_distances(
+            pool, reference_db, args.samples, info.sample_rate, args.low, args.high, args.null_sets, args.seed
+        )
+        report |= null_summary(*null, args.samples, pool_size)
     if tracker is not None:
         report["track"] = track_levels(denoiser, tracker, reference[:TRACK_CROPS], args.seed, args.batch)
     return report
@@ -247,6 +325,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=4, help="samples drawn together")
     parser.add_argument("--length", type=int, default=SEGMENT, help="samples per window")
     parser.add_argument("--crops", type=int, default=100, help="fixed valid crops of --length samples")
+    parser.add_argument(
+        "--null-sets", type=int, default=NULL_SETS, help="sets of real crops scored as samples (0: none)"
+    )
     parser.add_argument("--low", type=float, default=100.0, help="lowest band centre, Hz")
     parser.add_argument("--high", type=float, default=10000.0, help="highest band centre, Hz")
     parser.add_argument("--seed", type=int, default=0)
@@ -271,6 +352,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tiny", action="store_true", help="smoke run: " + json.dumps(TINY))
     args = parser.parse_args(argv)
+    if args.null_sets < 0:
+        parser.error(f"--null-sets must be >= 0, got {args.null_sets}")
     if args.tiny:
         vars(args).update(TINY)
     try:  # the sampler's own checks, as a usage error instead of a traceback

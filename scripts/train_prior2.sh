@@ -25,6 +25,7 @@
 # LOSS_STATISTIC=mean weighs the loss by the mean-power spectrum's λ while SPECTRUM=root preconditions.
 # OUT=runs/NAME puts a run in another folder (two runs of one preset).
 # SEGMENT=65536 trains on 2^16-sample crops (the restore window) instead of 2^15.
+# BATCH=4 and EMA=0.9995 set the batch size and the EMA decay (defaults 2 and 0.999).
 # LR=2e-4 resumes at a lower learning rate (it applies from the next step; the warm-up is long past).
 # Other work on the cores: echo 1 > runs/prior2-cpu-dilated/threads (and echo 2 > ... when it is done).
 # Before a session stops: python scripts/bundle_weights.py (every run folder it knows that moved).
@@ -40,8 +41,8 @@ for preset in ${PRESETS:-cpu-dilated}; do
   # OMP_NUM_THREADS: with other jobs on the cores, OpenMP's spinning threads can stall a 2-thread run.
   OMP_NUM_THREADS=${THREADS:-2} setsid nohup nice -n "${NICE:-19}" python -m cqtrestore train data/piano/train \
     --valid-dir data/piano/valid --heldout-dir data/piano/heldout --out "$out" --preset "$preset" \
-    --precondition spectral --loss "${LOSS:-spectral}" --spectrum-statistic "${SPECTRUM:-mean}" --focus-share "${FOCUS:-0}" --loss-statistic "${LOSS_STATISTIC:-}" --edge-taper 256 --augment --gain-db 6 --steps "${STEPS:-400000}" --batch-size 2 \
-    --segment "${SEGMENT:-32768}" --lr "${LR:-5e-4}" --warmup 200 --ema 0.999 --sigma-min 1e-5 --sigma-max 5 --valid-crops 8 \
+    --precondition spectral --loss "${LOSS:-spectral}" --spectrum-statistic "${SPECTRUM:-mean}" --focus-share "${FOCUS:-0}" --loss-statistic "${LOSS_STATISTIC:-}" --edge-taper 256 --augment --gain-db 6 --steps "${STEPS:-400000}" --batch-size "${BATCH:-2}" \
+    --segment "${SEGMENT:-32768}" --lr "${LR:-5e-4}" --warmup 200 --ema "${EMA:-0.999}" --sigma-min 1e-5 --sigma-max 5 --valid-crops 8 \
     --save-every "${SAVE_EVERY:-200}" --log-every 20 --threads "${THREADS:-2}" --seed 0 $resume $init \
     >> "$out/train.out" 2>&1 &
   sleep 2

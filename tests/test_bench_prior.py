@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -48,6 +49,12 @@ def test_prior_bench_tiny_run_writes_its_report(tmp_path):
     centred = differences - differences.mean()
     assert np.isclose(report["level_normalised_distance_db"], np.sqrt(np.mean(centred**2)))
     assert report["passed"] == (report["distance_db"] <= 3.0)
+    # Real crops scored as samples: 20 sets of 2 from another draw of 4 crops of the same clip.
+    assert report["null_sets"] == 20 and report["null_set_size"] == 2 and report["null_crops"] == 4
+    spread = report["null_distance_db"]
+    assert spread["p10"] <= spread["median"] <= spread["p90"] and 0 <= report["null_within_bar"] <= 1
+    assert len(report["null_band_p10_db"]) == len(report["null_band_p90_db"]) == 21
+    assert "real crops instead" in result.stdout
     # A random network is no piano prior: the harmonic clip has almost nothing above 2 kHz.
     assert not report["passed"]
 
@@ -100,9 +107,44 @@ def test_gaussian_start_skips_steps_without_changing_a_gaussian_priors_samples(p
         prior.draw_samples(denoiser, 1, 8192, 12, 1, seed=0, gaussian_start=1e-5)
 
 
+def _decaying_crops(count: int, length: int = 8192) -> torch.Tensor:
+    """Crops of differently pitched, differently loud decaying tones over faint noise (every band above
+    the LTAS floor): sets of them differ in LTAS."""
+    t = torch.arange(length, dtype=torch.float64) / 22050
+    pitches = 110 * 2 ** (torch.arange(count, dtype=torch.float64) / 5)
+    levels = 0.02 * 2 ** (torch.arange(count, dtype=torch.float64) % 3)
+    tones = levels[:, None] * torch.exp(-3 * t) * torch.sin(2 * math.pi * pitches[:, None] * t)
+    noise = 1e-3 * torch.randn(count, length, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    return (tones + noise).float()
+
+
+def test_null_distances_are_zero_for_the_reference_itself_and_a_gain_shifts_every_band(prior):
+    crops = _decaying_crops(6)
+    _, reference_db = third_octave_ltas(crops, 22050, 100, 10000)
+    # Every crop in every set: each set is the reference, whatever the order.
+    distances, differences = prior.null_distances(crops, reference_db, 6, 22050, 100, 10000, sets=5)
+    assert np.abs(distances).max() < 1e-9 and np.abs(differences).max() < 1e-9
+    # Twice as loud: every band 6.02 dB up, so every distance is 6.02 dB too.
+    distances, differences = prior.null_distances(2 * crops, reference_db, 6, 22050, 100, 10000, sets=5)
+    assert np.allclose(differences, 20 * math.log10(2), atol=1e-6)
+    assert np.allclose(distances, 20 * math.log10(2), atol=1e-6)
+    # Smaller sets of varied crops scatter; the summary's percentiles and share follow the distances.
+    distances, differences = prior.null_distances(crops, reference_db, 2, 22050, 100, 10000, sets=50)
+    assert distances.std() > 0.1
+    summary = prior.null_summary(distances, differences, 2, 6)
+    assert summary["null_within_bar"] == pytest.approx(np.mean(distances <= 3.0))
+    assert summary["null_distance_db"]["median"] == pytest.approx(np.median(distances))
+    with pytest.raises(ValueError, match="crops per set"):
+        prior.null_distances(crops, reference_db, 7, 22050, 100, 10000)
+
+
 @pytest.mark.parametrize(
     "option, message",
-    [(["--churn", "-1"], "s_churn must be"), (["--sigma-max", "0"], "sigma_min < sigma_max")],
+    [
+        (["--churn", "-1"], "s_churn must be"),
+        (["--sigma-max", "0"], "sigma_min < sigma_max"),
+        (["--null-sets", "-1"], "--null-sets must be"),
+    ],
 )
 def test_bad_sampler_options_are_a_usage_error(prior, option, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
