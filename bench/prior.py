@@ -153,6 +153,7 @@ def compare(
         "mean_difference_db": float((sampled_db - reference_db).mean()),
         **onset_rates(samples, reference, sample_rate),
         "samples_rms_db": float(10 * samples.double().pow(2).mean().log10()),
+        "sample_rms_db": (10 * samples.double().pow(2).mean(-1).log10()).tolist(),
         "valid_rms_db": float(10 * reference.double().pow(2).mean().log10()),
         "bar_db": BAR_DB,
         "passed": distance <= BAR_DB,
@@ -236,7 +237,11 @@ def print_report(report: dict) -> None:
             print(
                 f"{row['sigma']:9.4f} {row['sampler_db']:19.2f} {row['data_db']:14.2f} {row['gap_db']:+7.2f}"
             )
-    print(f"RMS level: samples {report['samples_rms_db']:.2f} dB, valid {report['valid_rms_db']:.2f} dB")
+    each = ", ".join(f"{level:.1f}" for level in report.get("sample_rms_db", []))
+    print(
+        f"RMS level: samples {report['samples_rms_db']:.2f} dB ({each}),"
+        f" valid {report['valid_rms_db']:.2f} dB"
+    )
     print(f"mean band difference {report['mean_difference_db']:+.2f} dB")
     low, high = report["valid_onsets_per_s_p10_p90"]
     each = ", ".join(f"{rate:.1f}" for rate in report["sample_onsets_per_s"])

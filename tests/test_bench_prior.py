@@ -43,6 +43,10 @@ def test_prior_bench_tiny_run_writes_its_report(tmp_path):
     report = json.loads(report_path.read_text())
     assert len(report["track"]) == 4 and report["s_churn"] == 5.0  # one row per sampler step
     assert report["checkpoint"] == "debug" and report["samples"] == 2
+    # The overall level is the mean power of the samples' own levels.
+    assert len(report["sample_rms_db"]) == 2
+    mean_power = np.mean(10 ** (np.array(report["sample_rms_db"]) / 10))
+    assert np.isclose(10 * np.log10(mean_power), report["samples_rms_db"])
     assert len(report["bands"]) == 21 and report["bar_db"] == 3.0
     differences = np.array([band["difference_db"] for band in report["bands"]])
     assert np.isclose(report["distance_db"], np.sqrt(np.mean(differences**2)))
