@@ -7,6 +7,12 @@ rasterised to the frame count of the widest window, so the coefficients form a r
 The inverse uses the canonical dual frame (the frame operator is diagonal in frequency), so
 ``inverse(forward(x)) == x`` up to float rounding. Layout and scaling match the reference
 implementation of CQT-Diff, so networks trained there see the same coefficients here.
+
+Windows are at least ``MIN_WINDOW_BINS`` FFT bins wide, as in the reference; that floor is fixed in bins,
+so at 22.05 kHz the rows below about 124 Hz (2^16 samples), 248 Hz (2^15) or 500 Hz (2^14) are wider in
+Hz the shorter the signal. ``min_window_hz`` raises the floor to a width in Hz instead, the same at every
+length from ``MIN_WINDOW_BINS * sample_rate / min_window_hz`` samples up: a network trained on short crops
+then sees its lowest rows as it learnt them on long windows too (``UNetConfig.min_window_hz``).
 """
 
 from __future__ import annotations
@@ -36,9 +42,20 @@ class FrameLayout:
         return len(self.centres_hz)
 
 
+MIN_WINDOW_BINS = 4  # the reference's narrowest window, in FFT bins
+
+
+def min_window_bins(sample_rate: int, length: int, min_window_hz: float = 0.0) -> int:
+    """The narrowest window in FFT bins of ``length`` points: MIN_WINDOW_BINS or ``min_window_hz``."""
+    return max(MIN_WINDOW_BINS, round(min_window_hz * length / sample_rate))
+
+
 @functools.lru_cache(maxsize=32)
-def frame_layout(sample_rate: int, length: int, bins_per_octave: int = 64, octaves: int = 7) -> FrameLayout:
-    """Place the frame's windows for a signal of ``length`` samples (the reference's construction)."""
+def frame_layout(
+    sample_rate: int, length: int, bins_per_octave: int = 64, octaves: int = 7, min_window_hz: float = 0.0
+) -> FrameLayout:
+    """Place the frame's windows for a signal of ``length`` samples (the reference's construction; with
+    ``min_window_hz``, no window narrower than that)."""
     if length < 8:
         raise ValueError(f"the CQT needs at least 8 samples, got {length}")
     n_bins = bins_per_octave * octaves
@@ -52,7 +69,7 @@ def frame_layout(sample_rate: int, length: int, bins_per_octave: int = 64, octav
     lengths[0] = np.round(2 * bins[1])
     lengths[1:-1] = np.round(bins[2:] - bins[:-2])  # neighbour to neighbour
     lengths[-1] = np.round(length - bins[-2])
-    lengths = np.maximum(lengths, 4)
+    lengths = np.maximum(lengths, min_window_bins(sample_rate, length, min_window_hz))
     # The last log-spaced centre coincides with Nyquist: move it (and its mirror) half-way between neighbours.
     placed = bins.copy()
     placed[n_bins] = (placed[n_bins - 1] + placed[n_bins + 1]) / 2
@@ -69,14 +86,14 @@ def hann_centred(n: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def gather_tables(
-    sample_rate: int, length: int, bins_per_octave: int = 64, octaves: int = 7
+    sample_rate: int, length: int, bins_per_octave: int = 64, octaves: int = 7, min_window_hz: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterised frame as (spectrum index, analysis weight, dual synthesis weight), each (rows, frames).
 
     Coefficient slot ``p mod frames`` of row ``j`` holds FFT bin ``(c_j + p) mod length`` for
     ``p`` in ``[-(n_j // 2), n_j - n_j // 2)``; unused slots point at bin 0 with weight 0.
     """
-    layout = frame_layout(sample_rate, length, bins_per_octave, octaves)
+    layout = frame_layout(sample_rate, length, bins_per_octave, octaves, min_window_hz)
     frames, rows = layout.frames, layout.rows
     # Frame operator diagonal: sum of frames * g_j**2 over every window, mirrors included.
     diagonal = np.zeros(length)
@@ -100,10 +117,20 @@ def gather_tables(
 class CQT(nn.Module):
     """Constant-Q transform (batch, length) -> (batch, 2, rows, frames) with an exact inverse."""
 
-    def __init__(self, sample_rate: int, length: int, bins_per_octave: int = 64, octaves: int = 7) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        length: int,
+        bins_per_octave: int = 64,
+        octaves: int = 7,
+        min_window_hz: float = 0.0,
+    ) -> None:
         super().__init__()
         if sample_rate <= 0 or bins_per_octave < 1 or octaves < 1:
             raise ValueError("sample_rate, bins_per_octave and octaves must be positive")
+        if not 0 <= min_window_hz < sample_rate / 2:
+            raise ValueError(f"min_window_hz must be from 0 to Nyquist, got {min_window_hz}")
+        self.min_window_hz = float(min_window_hz)
         self.sample_rate = sample_rate
         self.length = length
         self.bins_per_octave = bins_per_octave
@@ -115,7 +142,7 @@ class CQT(nn.Module):
 
     def layout(self, length: int) -> FrameLayout:
         """The frame's window placement for signals of ``length`` samples."""
-        return frame_layout(self.sample_rate, length, self.bins_per_octave, self.octaves)
+        return frame_layout(self.sample_rate, length, self.bins_per_octave, self.octaves, self.min_window_hz)
 
     def _tables_for(
         self, length: int, dtype: torch.dtype, device: torch.device
@@ -123,7 +150,7 @@ class CQT(nn.Module):
         key = (length, dtype, device)
         if key not in self._tables:
             index, analysis, synthesis = gather_tables(
-                self.sample_rate, length, self.bins_per_octave, self.octaves
+                self.sample_rate, length, self.bins_per_octave, self.octaves, self.min_window_hz
             )
             with torch.inference_mode(False):  # a cache made under inference mode could not serve autograd
                 self._tables[key] = (
@@ -158,5 +185,6 @@ class CQT(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"sample_rate={self.sample_rate}, length={self.length}, bins_per_octave={self.bins_per_octave}, "
-            f"octaves={self.octaves}, rows={self.rows}, frames={self.frames}"
+            f"octaves={self.octaves}, min_window_hz={self.min_window_hz:g}, rows={self.rows}, "
+            f"frames={self.frames}"
         )

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -399,8 +399,10 @@ def initialise_from(
     except (CheckpointError, OSError, ValueError) as error:
         raise TrainError(f"--init {spec}: {error}") from None
     wanted = resolve_config(config.preset)
-    grown = prior.config != wanted and grows_from(prior.config, wanted)
-    if prior.config != wanted and not grown:
+    # Only the transform's window floor differs (``UNetConfig.min_window_hz``): the same weights load.
+    retuned = replace(prior.config, min_window_hz=wanted.min_window_hz) == wanted
+    grown = not retuned and grows_from(prior.config, wanted)
+    if not (retuned or grown):
         raise TrainError(
             f"--init {spec}: its network ({info.preset}) is not this run's preset {config.preset!r}"
         )

@@ -62,6 +62,8 @@ class UNetConfig:
     bins_per_octave: int = 64
     octaves: int = 7
     sample_rate: int = 22050
+    # The CQT's narrowest window in Hz (cqtrestore.cqt): 0 is the reference's 4 FFT bins at any length.
+    min_window_hz: float = 0.0
     noise_features: int = 32  # random-Fourier frequencies of the noise embedding (sin + cos each)
     noise_mlp: tuple[int, ...] = (128, 256, 512)  # MLP widths; the last one feeds every FiLM layer
     freq_features: int = 32  # random-Fourier frequencies of the frequency embedding
@@ -117,6 +119,8 @@ class UNetConfig:
             )
         if len(self.kernel_size) != 2 or any(k < 1 or k % 2 == 0 for k in self.kernel_size):
             raise ValueError(f"kernel_size must be two odd positive sizes, got {self.kernel_size}")
+        if not 0 <= self.min_window_hz < self.sample_rate / 2:
+            raise ValueError(f"min_window_hz must be from 0 to Nyquist, got {self.min_window_hz}")
         if min(self.bins_per_octave, self.octaves, self.sample_rate, self.noise_features) < 1:
             raise ValueError("bins_per_octave, octaves, sample_rate and noise_features must be positive")
         if self.freq_features < 0 or not self.noise_mlp or min(self.noise_mlp) < 1:
@@ -230,10 +234,18 @@ PRESETS["cpu-mask"] = replace(PRESETS["cpu-dilated"], output_mask=True)
 # start as the identity, so it grows from piano-small's trained weights (``grows_from``). Its capacity
 # stays at full resolution, where the quiet frames' highs are decided (docs/model-card.md).
 PRESETS["small-context"] = replace(PRESETS["small-shallow"], time_mixer="dilated", time_levels=3)
+# An eighth: small-context with the CQT's narrowest window fixed at 5.38 Hz, its width on the 2^14-sample
+# crops piano-small learnt on (4 FFT bins), at every length: on 2^16 windows the reference's 4-bin floor
+# makes the rows below 500 Hz narrower than any crop taught it, and unconditional samples lose the
+# 100-Hz band (docs/model-card.md). The same weights; small-context's load into it (``initialise_from``).
+MIN_WINDOW_HZ_2E14 = 4 * 22050 / 2**14
+PRESETS["small-context-hz"] = replace(PRESETS["small-context"], min_window_hz=MIN_WINDOW_HZ_2E14)
 # ... and the debug network with attention along time at its two coarsest levels (the cpu-* code path).
 PRESETS["debug-attn"] = replace(PRESETS["debug"], time_mixer="attention", time_levels=2, attention_heads=2)
 # ... and with a frequency gate at its finest level (grows from debug).
 PRESETS["debug-gate"] = replace(PRESETS["debug"], freq_gate_levels=1)
+# ... and with a floor of 20 Hz on its transform's windows (the debug network of small-context-hz).
+PRESETS["debug-hz"] = replace(PRESETS["debug"], min_window_hz=20.0)
 
 
 def resolve_config(preset_or_config: str | UNetConfig) -> UNetConfig:
@@ -598,7 +610,9 @@ class CQTUNet(nn.Module):
         """The CQT for signals of ``length`` samples (the last few lengths are kept)."""
         if length not in self._transforms:
             cfg = self.config
-            self._transforms[length] = CQT(cfg.sample_rate, length, cfg.bins_per_octave, cfg.octaves)
+            self._transforms[length] = CQT(
+                cfg.sample_rate, length, cfg.bins_per_octave, cfg.octaves, cfg.min_window_hz
+            )
             while len(self._transforms) > 8:
                 self._transforms.popitem(last=False)
         self._transforms.move_to_end(length)
@@ -669,7 +683,9 @@ def min_length(config: UNetConfig) -> int:
     """Shortest input whose deepest level keeps 2 frames (``frames > 2 ** (levels - 1)``)."""
 
     def long_enough(length: int) -> bool:
-        layout = frame_layout(config.sample_rate, length, config.bins_per_octave, config.octaves)
+        layout = frame_layout(
+            config.sample_rate, length, config.bins_per_octave, config.octaves, config.min_window_hz
+        )
         return layout.frames > 2 ** (config.levels - 1)
 
     low, high = 7, 8  # the transform needs 8 samples; bisect, as the frame count grows with the length
@@ -784,7 +800,11 @@ def build_unet(preset_or_config: str | UNetConfig) -> CQTUNet:
 def level_frames(config: UNetConfig, length: int) -> list[int]:
     """Time frames at each level for a ``length``-sample input (after padding to ``min_length``)."""
     length = max(length, min_length(config))
-    frames = [frame_layout(config.sample_rate, length, config.bins_per_octave, config.octaves).frames]
+    frames = [
+        frame_layout(
+            config.sample_rate, length, config.bins_per_octave, config.octaves, config.min_window_hz
+        ).frames
+    ]
     for _ in range(config.levels - 1):
         frames.append(-(-frames[-1] // 2))
     return frames

@@ -2,6 +2,7 @@
 
     python scripts/bundle_weights.py            # before a session stops (see docs/model-card.md)
     python scripts/bundle_weights.py --promote  # the bundled run's weights become the default
+    python scripts/bundle_weights.py --min-window-hz prior2-context 5.3833   # the CQT's window floor
 
 runs/prior2-cpu-attn -> cqtrestore/weights/prior2-attn.safetensors, runs/prior2-cpu-dilated ->
 prior2-dilated.safetensors, runs/prior2-cpu-wide -> prior2-wide.safetensors and runs/prior2-root ->
@@ -14,19 +15,27 @@ here is skipped (its committed weights stay). The earlier scalar priors (`piano-
 `piano-small-deep`) are frozen: their runs ended. The default, `prior2-context`, is not rewritten here:
 it changes only together with docs/results.md: ``--promote`` copies the bundled prior2-context-train
 weights over it and rewrites its entry (nothing else runs), then scripts/results.py regenerates the
-tables and the model card, README and CHANGELOG say what changed.
+tables and the model card, README and CHANGELOG say what changed. ``--min-window-hz NAME HZ`` rewrites
+only the network config in a bundled file's metadata (``UNetConfig.min_window_hz``, the CQT's narrowest
+window; the weights stay byte for byte) and its entry's hash; for the default, results.py runs next too.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
 import re
 import shutil
 from pathlib import Path
 
+from safetensors import safe_open
+from safetensors.torch import save_file
+
 from cqtrestore.checkpoints import read_metadata
 from cqtrestore.train import export_run
+from cqtrestore.unet import PRESETS, UNetConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLES = {
@@ -65,12 +74,47 @@ def promote(root: Path = ROOT) -> int:
     return step
 
 
+def set_min_window(name: str, hz: float, root: Path = ROOT) -> str:
+    """Rewrite bundled ``name``'s network config to ``min_window_hz = hz`` (tensors unchanged) and its
+    registry hash; the new sha256."""
+    path = root / "cqtrestore" / "weights" / f"{name}.safetensors"
+    if not path.exists():
+        raise SystemExit(f"{path}: no such bundled checkpoint")
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata() or {})
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+    config = json.loads(metadata["config"])
+    config["min_window_hz"] = float(hz)
+    metadata["config"] = json.dumps(config)
+    retuned = UNetConfig.from_dict(config)
+    named = [preset for preset, layout in PRESETS.items() if layout == retuned]
+    metadata["preset"] = (
+        named[0] if named else metadata.get("preset", "")
+    )  # small-context -> small-context-hz
+    partial = path.with_name(path.name + ".partial")
+    save_file(tensors, str(partial), metadata=metadata)
+    os.replace(partial, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    registry = root / "checkpoints.toml"
+    step = int(metadata.get("total_step", metadata.get("step", 0)))
+    registry.write_text(update_entry(registry.read_text(), name, digest, step))
+    print(f"{name}: CQT window floor {hz:g} Hz, preset {metadata['preset']!r} ({digest[:12]}…)")
+    return digest
+
+
 def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--promote", action="store_true", help=f"make {CANDIDATE}'s weights the default")
-    if parser.parse_args().promote:
+    parser.add_argument(
+        "--min-window-hz", nargs=2, metavar=("NAME", "HZ"), help="set a bundled file's CQT window floor"
+    )
+    args = parser.parse_args()
+    if args.promote:
         promote()
+        return
+    if args.min_window_hz:
+        set_min_window(args.min_window_hz[0], float(args.min_window_hz[1]))
         return
     registry = ROOT / "checkpoints.toml"
     text = registry.read_text()

@@ -79,6 +79,41 @@ def test_round_trip_float64_is_exact(length):
     assert relative_error(cqt.inverse(cqt(x)), x) < 1e-12
 
 
+@pytest.mark.parametrize("length", [2**14, 2**15, 2**16, 44101])
+def test_round_trip_with_a_minimum_window_in_hz_is_exact(length):
+    x = torch.randn(1, length, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    cqt = CQT(SR, length, min_window_hz=4 * SR / 2**14)
+    assert relative_error(cqt.inverse(cqt(x)), x) < 1e-9  # the frame is worst conditioned near Nyquist
+
+
+def test_a_minimum_window_in_hz_makes_the_low_rows_the_same_at_every_length():
+    # The reference's 4-bin floor is a width in Hz that halves as the signal doubles: at 22.05 kHz the
+    # 100-Hz rows are 5.4 Hz wide on 2^14 samples, 2.7 Hz on 2^15 and 2.0 Hz (their natural width) on
+    # 2^16. With the floor at 5.38 Hz (4 bins of 2^14) every row keeps its width in Hz from 2^14 up.
+    hz = 4 * SR / 2**14
+    rows = slice(1, 300)  # DC excluded: its window spans 0-86 Hz at any length
+    widths = {}
+    for option in (0.0, hz):
+        widths[option] = [
+            frame_layout(SR, n, min_window_hz=option).window_lengths[rows] * SR / n
+            for n in (2**14, 2**15, 2**16)
+        ]
+    reference, fixed = widths[0.0], widths[hz]
+    assert np.abs(reference[0] - reference[2]).max() > 3.0  # the reference's 100-Hz rows: 5.4 vs 2.0 Hz
+    for other in fixed[1:]:
+        assert np.abs(other - fixed[0]).max() <= 2 * SR / 2**14  # equal to within rounding at 2^14
+    assert fixed[2].min() >= hz - SR / 2**16
+    # Above the floor (natural widths, from about 500 Hz) nothing changes, and the frame count neither.
+    natural = frame_layout(SR, 2**16).centres_hz[rows] > 520
+    assert np.array_equal(reference[2][natural], fixed[2][natural])
+    assert frame_layout(SR, 2**16, min_window_hz=hz).frames == frame_layout(SR, 2**16).frames == 704
+
+
+def test_minimum_window_outside_zero_to_nyquist_is_refused():
+    with pytest.raises(ValueError, match="min_window_hz"):
+        CQT(SR, 8192, min_window_hz=-1.0)
+
+
 def test_frames_for_paper_window():
     assert CQT(SR, 65536).frames == 704
     assert CQT(SR, 131072).frames == 1407

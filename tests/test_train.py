@@ -314,6 +314,14 @@ def test_init_starts_a_new_run_from_the_given_weights_and_their_spectrum(tones, 
     assert any(key.startswith("gate_up.") for key in grown)
     for key, value in first["ema"].items():
         torch.testing.assert_close(grown[key], value, rtol=0, atol=1e-6)
+    # A preset that differs only in the transform's window floor takes the same weights as they are.
+    train(TrainConfig(steps=1, **dict(tiny, preset="debug-hz")), tones, tmp_path / "floor", init=weights)
+    floor = load_checkpoint(tmp_path / "floor" / "checkpoint.pt")["model"]
+    assert floor.keys() == first["ema"].keys()
+    for key, value in first["ema"].items():
+        torch.testing.assert_close(floor[key], value, rtol=0, atol=1e-6)
+    saved = json.loads(read_metadata(tmp_path / "floor" / "ema.safetensors")["config"])
+    assert saved["min_window_hz"] == 20.0
     args = ["train", str(tones), "--out", str(tmp_path / "c"), "--preset", "debug", "--steps", "1"]
     result = CliRunner().invoke(app, [*args, "--init", str(tmp_path / "missing.safetensors")])
     assert result.exit_code != 0 and "--init" in result.output and "Traceback" not in result.output

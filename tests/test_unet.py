@@ -255,6 +255,28 @@ def test_presets_and_config_validation():
     network = build_unet("debug")
     assert network.config is PRESETS["debug"]
     assert UNetConfig.from_dict(network.config.to_dict()) == network.config
+    with pytest.raises(ValueError, match="min_window_hz"):
+        UNetConfig(min_window_hz=-1.0)
+
+
+def test_the_minimum_window_in_hz_reaches_the_networks_transform():
+    # A config written before the option (no key) reads as the reference's 4-bin floor; with a floor in
+    # Hz the network's transform, and so its output, change on a short window, and the option survives
+    # the metadata round trip.
+    old = {k: v for k, v in PRESETS["debug"].to_dict().items() if k != "min_window_hz"}
+    assert UNetConfig.from_dict(old).min_window_hz == 0.0
+    wide = replace(PRESETS["debug"], min_window_hz=40.0)
+    assert UNetConfig.from_dict(wide.to_dict()) == wide
+    plain, widened = build_unet("debug"), build_unet(wide)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # the output layer starts at zero: random weights everywhere instead
+        for parameter in plain.parameters():
+            parameter.copy_(0.3 * torch.randn(parameter.shape, generator=generator))
+    widened.load_state_dict(plain.state_dict())
+    assert widened.transform(4096).min_window_hz == 40.0 and plain.transform(4096).min_window_hz == 0.0
+    x = 0.05 * torch.randn(1, 4096, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert relative_error(widened(x, torch.zeros(1)), plain(x, torch.zeros(1))) > 1e-3
 
 
 @pytest.mark.parametrize(
