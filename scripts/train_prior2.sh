@@ -19,6 +19,9 @@
 # candidate grows from the shipped prior's weights (small-shallow plus time-dilated context):
 #   OUT=runs/small-context PRESETS=small-context INIT=piano-small LR=2e-4 FOCUS=0.7 LOSS_STATISTIC=mean \
 #     bash scripts/train_prior2.sh     (on a new machine INIT=prior2-context-train, its committed EMA)
+# Since 2026-12-07 21:56 the arm on the default's 5.38-Hz window floor (resumes; on a new machine too):
+#   OUT=runs/context-hz-b4 PRESETS=small-context-hz THREADS=2 LR=5e-5 BATCH=4 SEGMENT=32768 FOCUS=0.7 \
+#     LOSS_STATISTIC=mean SAVE_EVERY=100 INIT=prior2-context bash scripts/train_prior2.sh
 # SPECTRUM=root measures P(f) as (mean √power)² (a fresh run only: the spectrum is fixed at the start).
 # FOCUS=0.7 draws that share of the noise levels log-uniform in [1e-4, 0.3], where the restore presets
 #   sample (they start at σ ≤ 0.2), instead of over the whole 1e-5..5 (applies on resume too).
