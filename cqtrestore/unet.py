@@ -679,14 +679,18 @@ class CQTUNet(nn.Module):
         return pyramid
 
 
+def config_frames(config: UNetConfig, length: int) -> int:
+    """Time frames of the transform that ``config`` builds for ``length`` samples."""
+    return frame_layout(
+        config.sample_rate, length, config.bins_per_octave, config.octaves, config.min_window_hz
+    ).frames
+
+
 def min_length(config: UNetConfig) -> int:
     """Shortest input whose deepest level keeps 2 frames (``frames > 2 ** (levels - 1)``)."""
 
     def long_enough(length: int) -> bool:
-        layout = frame_layout(
-            config.sample_rate, length, config.bins_per_octave, config.octaves, config.min_window_hz
-        )
-        return layout.frames > 2 ** (config.levels - 1)
+        return config_frames(config, length) > 2 ** (config.levels - 1)
 
     low, high = 7, 8  # the transform needs 8 samples; bisect, as the frame count grows with the length
     while not long_enough(high):
@@ -800,11 +804,7 @@ def build_unet(preset_or_config: str | UNetConfig) -> CQTUNet:
 def level_frames(config: UNetConfig, length: int) -> list[int]:
     """Time frames at each level for a ``length``-sample input (after padding to ``min_length``)."""
     length = max(length, min_length(config))
-    frames = [
-        frame_layout(
-            config.sample_rate, length, config.bins_per_octave, config.octaves, config.min_window_hz
-        ).frames
-    ]
+    frames = [config_frames(config, length)]
     for _ in range(config.levels - 1):
         frames.append(-(-frames[-1] // 2))
     return frames
